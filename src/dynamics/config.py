@@ -1,0 +1,171 @@
+"""Typed config schemas (dataclasses registered in Hydra's ConfigStore) and value checks.
+
+Hydra composes ``conf/config.yaml`` onto the ``schema`` node, so an unknown key (``optimizer.lrr``) or a
+value of the wrong type (``optimizer.lr=abc``) fails at compose time naming the key. ``validate`` then
+checks values (ranges, registered names) before anything is built or compiled; it raises ``ConfigError``
+with one line naming the key and the allowed values.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from dynamics.errors import ConfigError, check
+
+
+@dataclass
+class ModelConfig:
+    """``model.*``: the architecture. Fields a model does not use are ignored by it."""
+
+    name: str = "mlp"
+    widths: list[int] = field(default_factory=lambda: [64, 64])  # mlp hidden widths
+    channels: list[int] = field(default_factory=lambda: [32, 32])  # cnn conv channels
+    kernel_size: int = 3  # cnn
+    activation: str = "tanh"
+    init: str = "torch"  # torch | lecun | he | xavier
+    use_bias: bool = True
+
+
+@dataclass
+class DataConfig:
+    """``data.*``: the data set. ``n_train``/``n_test`` take the first examples (deterministic)."""
+
+    name: str = "synthetic"
+    n_train: Optional[int] = 1000
+    n_test: Optional[int] = 1000
+    dim: int = 32  # synthetic / teacher input dimension
+    num_classes: int = 4  # synthetic
+    teacher_width: int = 64  # synthetic / teacher
+    out_dim: int = 1  # teacher (regression outputs)
+    noise: float = 0.0  # teacher label noise std
+    classes: Optional[list[int]] = None  # mnist1d: keep these classes, relabelled 0..k-1
+    path: Optional[str] = None  # cifar10: folder with the python batches
+
+
+@dataclass
+class OptimizerConfig:
+    """``optimizer.*``: name and hyperparameters (each optimizer reads the ones it uses)."""
+
+    name: str = "gd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SharpnessProbeConfig:
+    """``probes.sharpness.*``: top Hessian eigenvalue every ``every`` steps (0: off)."""
+
+    every: int = 0
+    n_examples: Optional[int] = None  # first n training examples; None: all
+    tol: float = 1e-3  # relative residual tolerance of the power iteration
+    max_iters: int = 100  # Hessian-vector products per measurement, at most
+
+
+@dataclass
+class EvalProbeConfig:
+    """``probes.eval.*``: test loss/accuracy every ``every`` steps (0: off)."""
+
+    every: int = 0
+
+
+@dataclass
+class ProbesConfig:
+    sharpness: SharpnessProbeConfig = field(default_factory=SharpnessProbeConfig)
+    eval: EvalProbeConfig = field(default_factory=EvalProbeConfig)
+
+
+@dataclass
+class TrainConfig:
+    """``train.*``: the loop. ``batch_size: null`` is full-batch gradient descent."""
+
+    steps: int = 1000
+    chunk: int = 10  # steps per compiled call (lax.scan); probes run at chunk boundaries
+    batch_size: Optional[int] = None
+    log_every: int = 1
+    loss: str = "mse"  # mse (½‖f−y‖², mean over examples) | cross_entropy
+
+
+@dataclass
+class VerdictConfig:
+    """``verdict.*``: which claim the run checks, and overrides of its pass criteria."""
+
+    name: str = "none"
+    criteria: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    task: str = "train"
+    seed: int = 0
+    precision: str = "float32"  # float32 | float64
+    progress: Optional[bool] = None  # progress bar; None: only on a terminal
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+
+
+PRECISIONS = ("float32", "float64")
+
+
+def register_configs() -> None:
+    """Store the schema as ``schema`` (named first in conf/config.yaml's defaults)."""
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+def validate(cfg: Config) -> None:
+    """Check values before anything is built; raise ``ConfigError`` naming the key."""
+    from dynamics.data import DATASETS
+    from dynamics.losses import LOSSES
+    from dynamics.models.base import ACTIVATIONS, KERNEL_INITS, MODELS
+    from dynamics.optim import OPTIMIZERS
+    from dynamics.tasks import TASKS
+    from dynamics.verdicts import check_criteria
+
+    TASKS.get(cfg.task)
+    MODELS.get(cfg.model.name)
+    ACTIVATIONS.get(cfg.model.activation)
+    KERNEL_INITS.get(cfg.model.init)
+    DATASETS.get(cfg.data.name)
+    OPTIMIZERS.get(cfg.optimizer.name)
+    LOSSES.get(cfg.train.loss)
+    check_criteria(cfg.verdict.name, cfg.verdict.criteria)
+    check(cfg.precision in PRECISIONS, "precision", cfg.precision, " | ".join(PRECISIONS))
+
+    o = cfg.optimizer
+    check(o.lr > 0, "optimizer.lr", o.lr, "a float > 0")
+    for key in ("momentum", "b1", "b2"):
+        value = getattr(o, key)
+        check(0 <= value < 1, f"optimizer.{key}", value, "a float in [0, 1)")
+    check(o.eps >= 0, "optimizer.eps", o.eps, "a float >= 0")
+    check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a float >= 0")
+
+    t = cfg.train
+    check(t.steps > 0, "train.steps", t.steps, "an integer > 0")
+    check(t.chunk > 0, "train.chunk", t.chunk, "an integer > 0")
+    check(t.log_every > 0, "train.log_every", t.log_every, "an integer > 0")
+    check(t.batch_size is None or t.batch_size > 0, "train.batch_size", t.batch_size,
+          "null (full batch) or an integer > 0")
+    for name in ("sharpness", "eval"):
+        every = getattr(cfg.probes, name).every
+        check(every >= 0 and every % t.chunk == 0, f"probes.{name}.every", every,
+              f"0 (off) or a positive multiple of train.chunk={t.chunk}")
+    s = cfg.probes.sharpness
+    check(s.tol > 0, "probes.sharpness.tol", s.tol, "a float > 0")
+    check(s.max_iters > 0, "probes.sharpness.max_iters", s.max_iters, "an integer > 0")
+    check(s.n_examples is None or s.n_examples > 0, "probes.sharpness.n_examples", s.n_examples,
+          "null (all) or an integer > 0")
+    for key in ("n_train", "n_test"):
+        value = getattr(cfg.data, key)
+        check(value is None or value > 0, f"data.{key}", value, "null (all) or an integer > 0")
+
+
+__all__ = ["Config", "ConfigError", "register_configs", "validate"]

@@ -1,0 +1,56 @@
+"""Synthetic data generated from the ``data`` RNG stream: no download, exactly reproducible.
+
+- ``synthetic``: x ~ N(0, I_d); class labels are the arg-max of a fixed random tanh teacher network
+  (d → teacher_width → num_classes), the EoS smoke-test setting of papers/eos.md §8.2.
+- ``teacher``: regression targets y = teacher(x) + noise·N(0, 1) with the same kind of teacher.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dynamics.data.base import DATASETS, Dataset, take_subset
+
+
+def _teacher(key, x, width: int, out_dim: int):
+    """A random tanh network d → width → out_dim, or a random linear map when ``width == 0``."""
+    k1, k2 = jax.random.split(key)
+    d = x.shape[-1]
+    if width == 0:
+        return x @ (jax.random.normal(k1, (d, out_dim)) / np.sqrt(d))
+    w1 = jax.random.normal(k1, (d, width)) / np.sqrt(d)
+    w2 = jax.random.normal(k2, (width, out_dim)) / np.sqrt(width)
+    return jnp.tanh(x @ w1) @ w2
+
+
+def _inputs(key, n_train, n_test, dim):
+    return jax.random.normal(key, (n_train + n_test, dim))
+
+
+@DATASETS.register("synthetic")
+def synthetic(key, *, dtype=jnp.float32, n_train=1000, n_test=1000, dim=32, num_classes=4,
+              teacher_width=64, **_) -> Dataset:
+    """``num_classes``-way classification with labels from a random teacher."""
+    k_x, k_t = jax.random.split(key)
+    n_train = 1000 if n_train is None else n_train
+    n_test = 1000 if n_test is None else n_test
+    x = _inputs(k_x, n_train, n_test, dim)
+    y = jnp.argmax(_teacher(k_t, x, teacher_width, num_classes), axis=-1)
+    x, y = np.asarray(x), np.asarray(y)
+    return take_subset("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                       num_classes, n_train, n_test, dtype)
+
+
+@DATASETS.register("teacher")
+def teacher(key, *, dtype=jnp.float32, n_train=1000, n_test=1000, dim=32, out_dim=1,
+            teacher_width=64, noise=0.0, **_) -> Dataset:
+    """Regression on a random tanh teacher, with optional Gaussian label noise."""
+    k_x, k_t, k_n = jax.random.split(key, 3)
+    n_train = 1000 if n_train is None else n_train
+    n_test = 1000 if n_test is None else n_test
+    x = _inputs(k_x, n_train, n_test, dim)
+    y = _teacher(k_t, x, teacher_width, out_dim)
+    y = y + noise * jax.random.normal(k_n, y.shape)
+    x, y = np.asarray(x), np.asarray(y)
+    return take_subset("teacher", x[:n_train], y[:n_train], x[n_train:], y[n_train:], 0,
+                       n_train, n_test, dtype)

@@ -1,0 +1,19 @@
+"""Optimizers as optax transformations, built by name, with traced hyperparameters.
+
+``build_optimizer(name, **hparams)`` returns ``optax.inject_hyperparams(factory)(...)``: the learning rate
+and the other numeric hyperparameters live in the optimizer state (``state.hyperparams``), so a sweep over
+them reuses one compilation and they can be ``vmap``-ped.
+
+Conventions (optax's, written out):
+
+- ``gd``: θ ← θ − η g (full batch or minibatch: the trainer decides the batch).
+- ``momentum`` (heavy ball, as PyTorch's SGD): m ← β m + g; θ ← θ − η m. Stable on a quadratic of
+  curvature λ iff λ < (2 + 2β)/η.
+- ``nesterov``: optax's Nesterov form of the above.
+- ``adam`` / ``adamw``: bias-corrected moments, θ ← θ − η m̂/(√ν̂ + ε) (− η·wd·θ for adamw).
+- ``rmsprop``: ν ← β2 ν + (1 − β2) g²; θ ← θ − η g/√(ν + ε) (optax: ε inside the square root).
+"""
+
+from dynamics.optim.registry import OPTIMIZERS, build_optimizer, hyperparams_of
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "hyperparams_of"]

@@ -1,0 +1,18 @@
+"""Held-out evaluation probe: loss and accuracy on the test split."""
+
+from dynamics.probes.base import PROBES, Probe, ProbeContext
+from dynamics.train.step import evaluate
+
+
+@PROBES.register("eval")
+def test_metrics(ctx: ProbeContext, params, key, *, every: int, **_) -> Probe:
+    """Metrics ``test_loss`` (and ``test_accuracy`` for classification) on the whole test split."""
+    del params, key
+    run = evaluate(ctx.apply_fn, ctx.loss, ctx.dataset.num_classes > 0)
+    x, y = ctx.dataset.x_test, ctx.dataset.y_test
+
+    def measure(params, opt_state, state, key):
+        del opt_state, key
+        return {f"test_{k}": v for k, v in run(params, x, y).items()}, state
+
+    return Probe("eval", every, None, measure)

@@ -1,0 +1,39 @@
+"""The task registry and progress reporting shared by tasks."""
+
+import logging
+import sys
+from collections.abc import Callable
+
+from dynamics.registry import Registry
+
+TASKS: Registry[Callable] = Registry("task", "task")
+log = logging.getLogger("dynamics")
+
+
+class Progress:
+    """A tqdm bar on a terminal, otherwise a quiet log line every 10 % of the steps."""
+
+    def __init__(self, total: int, start: int = 0, enabled: bool | None = None, desc: str = ""):
+        self.total, self.done, self.next_log = total, start, start
+        self.bar = None
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True)
+
+    def update(self, n: int, **postfix) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+        elif self.done >= self.next_log or self.done == self.total:
+            details = " ".join(f"{k}={v:.4g}" for k, v in postfix.items() if v is not None)
+            log.info("step %d/%d %s", self.done, self.total, details)
+            self.next_log = self.done + max(self.total // 10, 1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,106 @@
+"""Task ``train``: train a model with an optax optimizer, probe it, and check the experiment's claim."""
+
+import dataclasses
+import logging
+
+import jax
+import jax.numpy as jnp
+
+from dynamics.config import Config
+from dynamics.data import build_dataset
+from dynamics.errors import check
+from dynamics.io import RunDir
+from dynamics.losses import LOSSES
+from dynamics.models import build_model, num_params
+from dynamics.optim import build_optimizer, hyperparams_of
+from dynamics.plots import plot_training
+from dynamics.probes import PROBES, ProbeContext
+from dynamics.tasks.base import TASKS, Progress
+from dynamics.train import TrainState, evaluate, make_step, rng_streams, train
+from dynamics.verdicts import judge, stability_threshold
+from dynamics.verdicts.eos import THRESHOLDS
+
+log = logging.getLogger("dynamics")
+
+
+def set_precision(precision: str) -> jnp.dtype:
+    """Switch 64-bit mode on or off for this run (global JAX state) and return the float dtype."""
+    jax.config.update("jax_enable_x64", precision == "float64")
+    return jnp.float64 if precision == "float64" else jnp.float32
+
+
+def build_probes(cfg: Config, ctx: ProbeContext, params, key):
+    probes = []
+    for index, field in enumerate(dataclasses.fields(cfg.probes)):
+        options = dataclasses.asdict(getattr(cfg.probes, field.name))
+        if options["every"] > 0:
+            probes.append(PROBES.get(field.name)(ctx, params, jax.random.fold_in(key, index),
+                                                 **options))
+    return probes
+
+
+@TASKS.register("train")
+def run_train(cfg: Config, run: RunDir) -> dict:
+    """Build data, model, optimizer and probes from ``cfg``; train; write figures; return the summary."""
+    dtype = set_precision(cfg.precision)
+    streams = rng_streams(cfg.seed)
+    data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
+    dataset = build_dataset(cfg.data.name, streams["data"], dtype=dtype, **data_options)
+    classification = dataset.num_classes > 0
+    check(cfg.train.batch_size is None or cfg.train.batch_size <= dataset.n_train,
+          "train.batch_size", cfg.train.batch_size, f"null or 1..{dataset.n_train} (data.n_train)")
+    check(classification or cfg.train.loss == "mse", "train.loss", cfg.train.loss,
+          "mse for a regression data set")
+
+    model_options = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "name"}
+    model = build_model(cfg.model.name, dataset.input_shape, dataset.out_dim, **model_options)
+    params = jax.tree.map(lambda p: p.astype(dtype), model.init(streams["init"]))
+    optimizer = dataclasses.asdict(cfg.optimizer)
+    tx = build_optimizer(cfg.optimizer.name, **optimizer)
+    hparams = hyperparams_of(cfg.optimizer.name, optimizer)
+    loss = LOSSES.get(cfg.train.loss)
+
+    ctx = ProbeContext(model.apply, loss, dataset, hparams)
+    probes = build_probes(cfg, ctx, params, streams["probe"])
+    state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
+    step_fn = make_step(model.apply, loss, tx, batch_size=cfg.train.batch_size,
+                        classification=classification)
+    train_metrics = evaluate(model.apply, loss, classification)
+    log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name, dataset.name,
+             num_params(params), cfg.optimizer.name, cfg.optimizer.lr, cfg.train.steps)
+
+    progress = Progress(cfg.train.steps, enabled=cfg.progress, desc=cfg.name)
+
+    def on_progress(n):
+        last = run.rows[-1] if run.rows else {}
+        progress.update(n, loss=last.get("loss"))
+
+    try:
+        outcome = train(state, step_fn, dataset.x_train, dataset.y_train, steps=cfg.train.steps,
+                        chunk=cfg.train.chunk, probes=probes, probe_key=streams["probe"],
+                        final_metrics=lambda p: train_metrics(p, dataset.x_train, dataset.y_train),
+                        on_rows=run.log, log_every=cfg.train.log_every, on_progress=on_progress)
+    finally:
+        progress.close()
+
+    context = {"optimizer": cfg.optimizer.name, "hparams": hparams}
+    verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
+    if outcome.status != "finished":
+        verdict["passed"] = False if verdict.get("passed") is not None else None
+    threshold = (stability_threshold(cfg.optimizer.name, hparams)
+                 if cfg.optimizer.name in THRESHOLDS else None)
+    plot_training(run.rows, run.figures, title=f"{cfg.name}: {cfg.optimizer.name}, η={cfg.optimizer.lr:g}",
+                  threshold=threshold)
+    final = {k: v for k, v in run.rows[-1].items() if k != "step"} if run.rows else {}
+    summary = {
+        "status": outcome.status,
+        "steps_completed": int(outcome.state.step),
+        "hparams": {"lr": cfg.optimizer.lr, "optimizer": cfg.optimizer.name, **hparams,
+                    "batch_size": cfg.train.batch_size, "seed": cfg.seed},
+        "num_params": num_params(params),
+        "final": final,
+        "verdict": verdict,
+    }
+    if outcome.diverged_step is not None:
+        summary["diverged_step"] = outcome.diverged_step
+    return summary

@@ -1,0 +1,74 @@
+"""Pure training steps and many steps per compiled call (``lax.scan`` over a chunk)."""
+
+from collections.abc import Callable
+
+import jax
+import optax
+
+from dynamics.data.base import sample_batch
+from dynamics.losses import accuracy
+from dynamics.train.state import TrainState
+
+PyTree = object
+
+
+def make_objective(apply_fn: Callable, loss: Callable) -> Callable:
+    """``objective(params, x, y) -> (loss, outputs)``."""
+
+    def objective(params, x, y):
+        outputs = apply_fn(params, x)
+        return loss(outputs, y), outputs
+
+    return objective
+
+
+def make_step(apply_fn: Callable, loss: Callable, tx: optax.GradientTransformation, *,
+              batch_size: int | None, classification: bool) -> Callable:
+    """One optimizer step ``step(state, x, y) -> (state, metrics)``.
+
+    ``batch_size=None`` is full-batch; otherwise the batch for step t is drawn from ``state.key`` and t.
+    The metrics describe the iterate *before* the update: ``loss`` is L(θ_t) on the batch used at step t.
+    """
+    objective = make_objective(apply_fn, loss)
+
+    def step(state: TrainState, x: jax.Array, y: jax.Array):
+        if batch_size is not None:
+            idx = sample_batch(state.key, state.step, x.shape[0], batch_size)
+            x, y = x[idx], y[idx]
+        (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(state.params, x, y)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": value}
+        if classification:
+            metrics["accuracy"] = accuracy(outputs, y)
+        return TrainState(state.step + 1, params, opt_state, state.key), metrics
+
+    return step
+
+
+def make_chunk(step: Callable, length: int) -> Callable:
+    """Jitted ``chunk(state, x, y) -> (state, metrics stacked over length steps)``.
+
+    Data are jit arguments, never closed-over constants (those get constant-folded by XLA).
+    """
+
+    @jax.jit
+    def chunk(state, x, y):
+        return jax.lax.scan(lambda s, _: step(s, x, y), state, None, length=length)
+
+    return chunk
+
+
+def evaluate(apply_fn: Callable, loss: Callable, classification: bool) -> Callable:
+    """Jitted ``eval(params, x, y) -> {"loss", ["accuracy"]}`` on the given arrays."""
+    objective = make_objective(apply_fn, loss)
+
+    @jax.jit
+    def run(params, x, y):
+        value, outputs = objective(params, x, y)
+        out = {"loss": value}
+        if classification:
+            out["accuracy"] = accuracy(outputs, y)
+        return out
+
+    return run
