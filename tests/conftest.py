@@ -12,3 +12,20 @@ import pytest  # noqa: E402
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture
+def compose():
+    """``compose(*overrides) -> Config``: compose conf/ like the CLI and convert to dataclasses."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dynamics.run import CONF_DIR
+
+    def make(*overrides):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_object(cfg)
+
+    return make

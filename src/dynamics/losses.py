@@ -18,7 +18,7 @@ from dynamics.registry import Registry
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
-LOSSES: Registry[Loss] = Registry("loss", "loss")
+LOSSES: Registry[Loss] = Registry("loss", "train.loss")
 
 
 def _as_targets(outputs: jax.Array, targets: jax.Array) -> jax.Array:

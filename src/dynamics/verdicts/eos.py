@@ -31,8 +31,8 @@ def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25
 
     - ``crossing_step``: first measured step with sharpness ≥ threshold (2/η for GD).
     - ``ratio_median`` / ``ratio_p05`` / ``ratio_p95`` / ``ratio_max``: sharpness/threshold after it.
-    - ``loss_rise_before`` / ``loss_rise_after``: fraction of logged steps whose loss exceeds the
-      previous logged step's, before / from the crossing.
+    - ``loss_rise_before`` / ``loss_rise_after``: fraction of consecutive logged pairs whose
+      loss went up, among the pairs strictly before the crossing step / from it on.
     - ``final_loss_below_crossing``: the last loss is below the loss at the crossing.
     Passed: a crossing happened (within ``crossing_tolerance`` of ``expected_crossing`` if given), the
     median ratio lies in ``median_range``, the 95th percentile is below ``p95_max``, the loss rose on at
@@ -55,7 +55,7 @@ def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25
     first = int(np.argmax(above))
     crossing = int(step[first])
     ratio = sharp[first:][measured[first:]] / threshold
-    after, before = loss[first:], loss[: first + 1]
+    after, before = loss[first:], loss[:first]
     out.update(
         crossing_step=crossing,
         ratio_median=float(np.median(ratio)),

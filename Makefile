@@ -1,0 +1,37 @@
+# dynamics: `make run` sets up .venv and runs the EoS experiment; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXP ?= eos
+ARGS ?=
+# Single-threaded BLAS: on 2-core machines multi-threaded OpenBLAS made small eigh ~100x slower.
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+# Parallel jobs on one GPU must not each grab 75 % of its memory.
+export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
+
+.PHONY: help install run sweep test clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install dynamics with its test extras
+
+run: install ## run one experiment: make run EXP=eos ARGS="optimizer.lr=0.25"
+	$(BIN)/python -m dynamics.run +exp=$(EXP) $(ARGS)
+
+sweep: install ## run an experiment's sweep: make sweep EXP=eos ARGS="optimizer.lr=0.25,0.5"
+	$(BIN)/python -m dynamics.run -m +exp=$(EXP) $(ARGS)
+
+test: install ## run the test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest -q -m "not gpu"
+
+clean: ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

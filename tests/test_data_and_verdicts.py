@@ -1,0 +1,93 @@
+"""Data sets (generated locally, deterministic subsets, local CIFAR-10) and the EoS verdict."""
+
+import pickle
+
+import jax
+import numpy as np
+import pytest
+
+from dynamics.data import build_dataset
+from dynamics.errors import ConfigError
+from dynamics.verdicts import judge, stability_threshold
+
+
+def test_synthetic_is_deterministic_and_subsets_are_prefixes(key):
+    a = build_dataset("synthetic", key, n_train=100, n_test=10)
+    b = build_dataset("synthetic", key, n_train=100, n_test=10)
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_train, b.y_train)
+    assert a.x_train.shape == (100, 32) and a.num_classes == 4 and set(np.unique(a.y_train)) <= {0, 1, 2, 3}
+    assert len(np.unique(a.y_train)) > 1
+
+
+def test_mnist1d_generated_locally_with_class_subsets(key):
+    d = build_dataset("mnist1d", key)
+    assert d.x_train.shape == (4000, 40) and d.x_test.shape == (1000, 40) and d.num_classes == 10
+    src = build_dataset("mnist1d", key, classes=[5, 7], n_train=50)
+    assert src.num_classes == 2 and src.x_train.shape == (50, 40)
+    full = np.asarray(d.y_train)
+    kept = np.asarray(d.x_train)[np.isin(full, [5, 7])][:50]
+    np.testing.assert_array_equal(src.x_train, kept)
+    np.testing.assert_array_equal(src.y_train, (full[np.isin(full, [5, 7])][:50] == 7).astype(int))
+
+
+def test_n_train_larger_than_the_data_is_a_config_error(key):
+    with pytest.raises(ConfigError, match=r"^data.n_train=5000 is invalid: allowed 1..4000"):
+        build_dataset("mnist1d", key, n_train=5000)
+
+
+def test_cifar10_reads_a_local_copy_and_explains_when_absent(tmp_path, key):
+    with pytest.raises(ConfigError, match="data.path=None is invalid.*cifar-10-batches-py"):
+        build_dataset("cifar10", key, path=None)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, 4))}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    d = build_dataset("cifar10", key, path=str(tmp_path), n_train=12, n_test=3)
+    assert d.x_train.shape == (12, 32, 32, 3) and d.x_test.shape == (3, 32, 32, 3)
+    first = pickle.loads((tmp_path / "data_batch_1").read_bytes())
+    assert list(np.asarray(d.y_train[:4])) == list(first[b"labels"])
+    # standardised per pixel-feature with the training statistics (all 20 training images)
+    raw = np.concatenate([pickle.loads((tmp_path / n).read_bytes())[b"data"] for n in names[:5]])
+    raw = raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1) / 255.0
+    np.testing.assert_allclose(d.x_train, ((raw - raw.mean(0)) / raw.std(0))[:12], rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_thresholds():
+    assert stability_threshold("gd", {"learning_rate": 0.25}) == 8.0
+    assert stability_threshold("momentum", {"learning_rate": 0.1, "momentum": 0.9}) == pytest.approx(38.0)
+
+
+def eos_rows(threshold=4.0, cross=50, n=200, wobble=0.04):
+    """Sharpness rises linearly to the threshold at `cross`, then alternates ±wobble around 1.02×."""
+    rows = []
+    for t in range(n):
+        if t < cross:
+            s, loss = threshold * (0.5 + 0.5 * t / cross), 1.0 - 0.01 * t
+        else:
+            s = threshold * (1.02 + (wobble if t % 2 else -wobble))
+            loss = 0.5 - 0.001 * t + (0.05 if t % 2 else 0.0)
+        rows.append({"step": t, "loss": loss, "sharpness": s})
+    return rows
+
+
+def test_eos_verdict_numbers_match_a_constructed_trajectory():
+    v = judge("eos", eos_rows(), {"optimizer": "gd", "hparams": {"learning_rate": 0.5}}, {})
+    assert v["crossing_step"] == 51  # first step with sharpness >= 2/η (t = 50 sits just below)
+    assert v["ratio_median"] == pytest.approx(1.02, abs=0.041)
+    assert v["ratio_p95"] == pytest.approx(1.06) and v["ratio_p05"] == pytest.approx(0.98)
+    assert v["loss_rise_before"] == 0.0
+    assert v["loss_rise_after"] == pytest.approx(74 / 148)  # every step into an odd t > 51
+    assert v["passed"] is True and all(v["checks"].values())
+
+
+def test_eos_verdict_fails_when_the_claim_does_not_hold():
+    ctx = {"optimizer": "gd", "hparams": {"learning_rate": 0.5}}
+    never = [{"step": t, "loss": 1.0 - 0.001 * t, "sharpness": 2.0} for t in range(100)]
+    assert judge("eos", never, ctx, {})["passed"] is False
+    far_above = judge("eos", eos_rows(wobble=0.3), ctx, {})
+    assert far_above["passed"] is False and far_above["checks"]["p95_below_max"] is False
+    late = judge("eos", eos_rows(), ctx, {"expected_crossing": 200})
+    assert late["passed"] is False and late["checks"]["crossing_near_expected"] is False
