@@ -6,6 +6,7 @@ checks values (ranges, registered names) before anything is built or compiled; i
 with one line naming the key and the allowed values.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +26,7 @@ class ModelConfig:
     activation: str = "tanh"
     init: str = "torch"  # torch | lecun | he | xavier
     use_bias: bool = True
+    output_scale: float = 1.0  # scale_invariant_mlp: fixed multiplier of the normalized logits
 
 
 @dataclass
@@ -58,12 +60,53 @@ class OptimizerConfig:
 
 @dataclass
 class SharpnessProbeConfig:
-    """``probes.sharpness.*``: top Hessian eigenvalue every ``every`` steps (0: off)."""
+    """``probes.sharpness.*``: top-k Hessian eigenvalues every ``every`` steps (0: off)."""
 
     every: int = 0
     n_examples: Optional[int] = None  # first n training examples; None: all
-    tol: float = 1e-3  # relative residual tolerance of the power iteration
+    tol: float = 1e-3  # relative residual tolerance: ‖Hv − λv‖ ≤ tol·|λ_max|
     max_iters: int = 100  # Hessian-vector products per measurement, at most
+    method: str = "lanczos"  # lanczos | power | lobpcg
+    k: int = 1
+    where: str = "iterate"  # iterate | midpoint (of θ_t and θ_{t+1})
+    loss: Optional[str] = None  # None: the training loss; or a registered loss, e.g. mse
+
+
+@dataclass
+class LossSharpnessProbeConfig(SharpnessProbeConfig):
+    """``probes.loss_sharpness.*``: sharpness of another loss than the one trained (default MSE)."""
+
+    loss: Optional[str] = "mse"
+
+
+@dataclass
+class PrecondSharpnessProbeConfig(SharpnessProbeConfig):
+    """``probes.precond_sharpness.*``: λ_max(P⁻¹H) for Adam/RMSprop's diagonal preconditioner P."""
+
+    convention: str = "locuslab"  # locuslab: P = (1−β1^t)(√ν̂+ε) | init2winit: P = √ν̂+ε
+
+
+@dataclass
+class SphericalSharpnessProbeConfig:
+    """``probes.spherical_sharpness.*``: λ_max(∇²L(θ/‖θ‖)), ‖θ‖ and η_eff = η/‖θ‖²."""
+
+    every: int = 0
+    n_examples: Optional[int] = None
+    tol: float = 1e-3
+    max_iters: int = 100
+    method: str = "lanczos"
+    where: str = "iterate"
+
+
+@dataclass
+class TraceProbeConfig:
+    """``probes.trace.*``: Hutchinson / Hutch++ estimate of tr ∇²L with its standard error."""
+
+    every: int = 0
+    n_examples: Optional[int] = None
+    num_samples: int = 20
+    method: str = "hutchpp"  # hutchinson | hutchpp
+    where: str = "iterate"
 
 
 @dataclass
@@ -75,7 +118,15 @@ class EvalProbeConfig:
 
 @dataclass
 class ProbesConfig:
+    """One section per registered probe; a probe runs when its ``every`` is positive."""
+
     sharpness: SharpnessProbeConfig = field(default_factory=SharpnessProbeConfig)
+    loss_sharpness: LossSharpnessProbeConfig = field(default_factory=LossSharpnessProbeConfig)
+    precond_sharpness: PrecondSharpnessProbeConfig = field(
+        default_factory=PrecondSharpnessProbeConfig)
+    spherical_sharpness: SphericalSharpnessProbeConfig = field(
+        default_factory=SphericalSharpnessProbeConfig)
+    trace: TraceProbeConfig = field(default_factory=TraceProbeConfig)
     eval: EvalProbeConfig = field(default_factory=EvalProbeConfig)
 
 
@@ -154,18 +205,33 @@ def validate(cfg: Config) -> None:
     check(t.log_every > 0, "train.log_every", t.log_every, "an integer > 0")
     check(t.batch_size is None or t.batch_size > 0, "train.batch_size", t.batch_size,
           "null (full batch) or an integer > 0")
-    for name in ("sharpness", "eval"):
-        every = getattr(cfg.probes, name).every
-        check(every >= 0 and every % t.chunk == 0, f"probes.{name}.every", every,
-              f"0 (off) or a positive multiple of train.chunk={t.chunk}")
-    s = cfg.probes.sharpness
-    check(s.tol > 0, "probes.sharpness.tol", s.tol, "a float > 0")
-    check(s.max_iters > 0, "probes.sharpness.max_iters", s.max_iters, "an integer > 0")
-    check(s.n_examples is None or s.n_examples > 0, "probes.sharpness.n_examples", s.n_examples,
-          "null (all) or an integer > 0")
+    for probe in dataclasses.fields(cfg.probes):
+        _validate_probe(probe.name, getattr(cfg.probes, probe.name), t.chunk)
     for key in ("n_train", "n_test"):
         value = getattr(cfg.data, key)
         check(value is None or value > 0, f"data.{key}", value, "null (all) or an integer > 0")
+
+
+PROBE_CHOICES = {"method": ("lanczos", "power", "lobpcg"), "where": ("iterate", "midpoint"),
+                 "convention": ("locuslab", "init2winit")}
+TRACE_CHOICES = {**PROBE_CHOICES, "method": ("hutchinson", "hutchpp")}
+
+
+def _validate_probe(name: str, probe, chunk: int) -> None:
+    key = f"probes.{name}"
+    check(probe.every >= 0 and probe.every % chunk == 0, f"{key}.every", probe.every,
+          f"0 (off) or a positive multiple of train.chunk={chunk}")
+    for option, allowed in (TRACE_CHOICES if name == "trace" else PROBE_CHOICES).items():
+        if hasattr(probe, option):
+            value = getattr(probe, option)
+            check(value in allowed, f"{key}.{option}", value, " | ".join(allowed))
+    for option in ("tol", "max_iters", "k", "num_samples", "n_examples"):
+        value = getattr(probe, option, None)
+        check(value is None or value > 0, f"{key}.{option}", value, "a number > 0")
+    if getattr(probe, "loss", None) is not None:
+        from dynamics.losses import LOSSES
+
+        LOSSES.get(probe.loss)
 
 
 __all__ = ["Config", "ConfigError", "register_configs", "validate"]

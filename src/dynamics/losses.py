@@ -5,6 +5,7 @@ Conventions (as in Cohen et al. 2021, locuslab/edge-of-stability):
 - ``mse``: :math:`L = \frac{1}{n}\sum_i \tfrac12 \|f(x_i) - y_i\|^2`, the squared error summed over
   outputs, halved, and averaged over examples. Integer class labels are one-hot encoded first.
   (Some papers drop the ½; that doubles the Hessian, while the GD stability threshold stays 2/η.)
+- ``sqrt_mse``: √L of the above (its minimum is 0 on interpolating models).
 - ``cross_entropy``: mean softmax cross-entropy over examples, on integer labels.
 """
 
@@ -32,6 +33,12 @@ def mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """½‖f − y‖² summed over outputs, averaged over examples."""
     diff = outputs - _as_targets(outputs, targets)
     return 0.5 * jnp.mean(jnp.sum(diff.reshape(diff.shape[0], -1) ** 2, axis=-1))
+
+
+@LOSSES.register("sqrt_mse")
+def sqrt_mse(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """√L with L the ``mse`` above (GD on √L enters the edge of stability: Arora, Li, Panigrahi 2022)."""
+    return jnp.sqrt(mse(outputs, targets))
 
 
 @LOSSES.register("cross_entropy")

@@ -8,6 +8,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+# Curvature metrics drawn when a run logged them: metric -> (file name, axis label).
+CURVES = {
+    "sharpness": ("sharpness.png", "sharpness λ_max(∇²L)"),
+    "loss_sharpness": ("loss_sharpness.png", "λ_max(∇²L) of the probe's loss"),
+    "precond_sharpness": ("precond_sharpness.png", "preconditioned sharpness λ_max(P⁻¹∇²L)"),
+    "spherical_sharpness_x_eta_eff": ("spherical_sharpness.png", "spherical sharpness × η_eff"),
+    "hessian_trace": ("hessian_trace.png", "tr ∇²L"),
+}
+
 
 def _series(rows: list[dict], key: str):
     pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
@@ -15,10 +24,15 @@ def _series(rows: list[dict], key: str):
 
 
 def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
-                  threshold: float | None = None, threshold_label: str = "2/η") -> list[Path]:
-    """Write ``loss.png`` (log scale) and, when measured, ``sharpness.png`` with the threshold line."""
+                  thresholds: dict[str, tuple[str, object]] | None = None) -> list[Path]:
+    """Write ``loss.png`` (log scale) and one figure per logged curvature metric.
+
+    ``thresholds`` maps a metric to ``(label, value)`` where ``value`` is a number (a horizontal line)
+    or a callable ``row -> number`` (a curve, e.g. 2/η_t for normalized GD).
+    """
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
+    thresholds = thresholds or {}
     written = []
     step, loss = _series(rows, "loss")
     if step is not None:
@@ -28,15 +42,22 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
             ax.set_yscale("log")
         ax.set(xlabel="step", ylabel="training loss", title=title)
         written.append(_save(fig, figures_dir / "loss.png"))
-    step, sharp = _series(rows, "sharpness")
-    if step is not None:
+    for metric, (filename, ylabel) in CURVES.items():
+        step, values = _series(rows, metric)
+        if step is None:
+            continue
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(step, sharp, lw=0.8, label="sharpness λ_max(∇²L)")
-        if threshold is not None:
-            ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"{threshold_label} = {threshold:g}")
-        ax.set(xlabel="step", ylabel="sharpness", title=title)
+        ax.plot(step, values, lw=0.8, label=ylabel)
+        if metric in thresholds:
+            label, value = thresholds[metric]
+            if callable(value):
+                measured = [r for r in rows if r.get(metric) is not None]
+                ax.plot(step, [value(r) for r in measured], "k--", lw=0.8, label=label)
+            else:
+                ax.axhline(value, color="k", ls="--", lw=0.8, label=f"{label} = {value:.4g}")
+        ax.set(xlabel="step", ylabel=ylabel.split(" ")[0], title=title)
         ax.legend(loc="lower right")
-        written.append(_save(fig, figures_dir / "sharpness.png"))
+        written.append(_save(fig, figures_dir / filename))
     return written
 
 

@@ -6,7 +6,9 @@ them reuses one compilation and they can be ``vmap``-ped.
 
 Conventions (optax's, written out):
 
-- ``gd``: θ ← θ − η g (full batch or minibatch: the trainer decides the batch).
+- ``gd``: θ ← θ − η (g + wd·θ) (full batch or minibatch: the trainer decides the batch; wd = 0 by
+  default).
+- ``normalized_gd``: θ ← θ − η g/‖g‖ (global norm), i.e. step size η_t = η/‖g‖.
 - ``momentum`` (heavy ball, as PyTorch's SGD): m ← β m + g; θ ← θ − η m. Stable on a quadratic of
   curvature λ iff λ < (2 + 2β)/η.
 - ``nesterov``: optax's Nesterov form of the above.

@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import optax
 
+from dynamics.optim import transforms
 from dynamics.errors import ConfigError
 from dynamics.registry import Registry
 
@@ -23,7 +24,8 @@ class OptimizerSpec(NamedTuple):
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer", "optimizer.name")
 
 _LR = {"learning_rate": "lr"}
-OPTIMIZERS.register("gd")(OptimizerSpec(optax.sgd, _LR))
+OPTIMIZERS.register("gd")(OptimizerSpec(transforms.gd, {**_LR, "weight_decay": "weight_decay"}))
+OPTIMIZERS.register("normalized_gd")(OptimizerSpec(transforms.normalized_gd, _LR))
 OPTIMIZERS.register("momentum")(OptimizerSpec(optax.sgd, {**_LR, "momentum": "momentum"}))
 OPTIMIZERS.register("nesterov")(
     OptimizerSpec(optax.sgd, {**_LR, "momentum": "momentum"}, {"nesterov": True}))

@@ -11,8 +11,8 @@ def test_metrics(ctx: ProbeContext, params, key, *, every: int, **_) -> Probe:
     run = evaluate(ctx.apply_fn, ctx.loss, ctx.dataset.num_classes > 0)
     x, y = ctx.dataset.x_test, ctx.dataset.y_test
 
-    def measure(params, opt_state, state, key):
-        del opt_state, key
-        return {f"test_{k}": v for k, v in run(params, x, y).items()}, state
+    def measure(train_state, state, key):
+        del key
+        return {f"test_{k}": v for k, v in run(train_state.params, x, y).items()}, state
 
     return Probe("eval", every, None, measure)

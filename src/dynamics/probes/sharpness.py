@@ -1,40 +1,152 @@
-"""Sharpness probe: top Hessian eigenvalue of the training loss, warm-started between measurements."""
+"""Curvature probes: sharpness (top-k Hessian eigenvalues), preconditioned sharpness λ_max(P⁻¹H) for
+Adam/RMSprop, spherical sharpness of scale-invariant nets, and the Hessian trace.
+
+All are warm-started from the previous measurement's eigenvectors, run on a fixed subset of the training
+data (the first ``n_examples``), and can measure at the iterate θ_t or at the midpoint (θ_t + θ_{t+1})/2
+of consecutive iterates (``where``), which removes most of the period-2 sawtooth at the edge of
+stability.
+"""
 
 import jax
+import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from dynamics.curvature import top_eigenvalue
+from dynamics.curvature import (adaptive_preconditioner, effective_lr, hessian_trace,
+                                preconditioned_sharpness, spherical_sharpness, top_eigenvalues)
+from dynamics.curvature.topk import initial_block
+from dynamics.errors import check
+from dynamics.losses import LOSSES
 from dynamics.probes.base import PROBES, Probe, ProbeContext
 
+WHERE = ("iterate", "midpoint")
+METHODS = ("lanczos", "power", "lobpcg")
 
-def _subset(dataset, n_examples):
-    n = dataset.n_train if n_examples is None else min(n_examples, dataset.n_train)
-    return dataset.x_train[:n], dataset.y_train[:n]
+
+def _curvature_probe(name, ctx: ProbeContext, params, key, *, every, n_examples, where, loss, solve,
+                     init_state, metrics):
+    """Shared plumbing: data subset, measurement point, objective, jit, warm-start state."""
+    check(where in WHERE, f"probes.{name}.where", where, " | ".join(WHERE))
+    n = ctx.dataset.n_train if n_examples is None else min(n_examples, ctx.dataset.n_train)
+    x, y = ctx.dataset.x_train[:n], ctx.dataset.y_train[:n]
+    train_x, train_y = ctx.dataset.x_train, ctx.dataset.y_train
+    objective = ctx.loss if loss is None else LOSSES.get(loss)
+
+    @jax.jit
+    def run(state, probe_state, key, x, y, train_x, train_y):
+        point = state.params
+        if where == "midpoint":
+            nxt = ctx.step_fn(state, train_x, train_y)[0].params
+            point = jax.tree.map(lambda a, b: (a + b) / 2, point, nxt)
+
+        def loss_fn(p):
+            return objective(ctx.apply_fn(p, x), y)
+
+        result, new_state = solve(loss_fn, point, state, probe_state, key)
+        # keep the previous warm start where this measurement is not finite (e.g. Adam at step 0)
+        new_state = jax.tree.map(lambda n, o: jnp.where(jnp.all(jnp.isfinite(n)), n, o), new_state,
+                                 probe_state)
+        return result, new_state
+
+    def measure(state, probe_state, key):
+        result, probe_state = run(state, probe_state, key, x, y, train_x, train_y)
+        return metrics(result), probe_state
+
+    return Probe(name, every, init_state, measure)
+
+
+def _eigen_metrics(prefix):
+    def metrics(res):
+        out = {prefix: res.values[0], f"{prefix}_matvecs": res.num_matvecs,
+               f"{prefix}_converged": jnp.all(res.converged)}
+        for i in range(1, res.values.shape[0]):
+            out[f"{prefix}_{i + 1}"] = res.values[i]
+        return out
+
+    return metrics
 
 
 @PROBES.register("sharpness")
-def sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples: int | None = None,
-              tol: float = 1e-3, max_iters: int = 100, **_) -> Probe:
-    """λ_max(∇²L) on the first ``n_examples`` training examples (all if None), at the iterate.
+def sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
+              max_iters=100, method="lanczos", k=1, where="iterate", loss=None, **_) -> Probe:
+    """Top-``k`` eigenvalues of ∇²L (``sharpness``, ``sharpness_2``, …; ``sharpness_matvecs``)."""
+    check(method in METHODS, "probes.sharpness.method", method, " | ".join(METHODS))
 
-    Metrics: ``sharpness``, ``sharpness_matvecs``, ``sharpness_converged``, ``sharpness_residual``.
+    def solve(loss_fn, point, state, vectors, key):
+        res = top_eigenvalues(loss_fn, point, k, key=key, method=method, tol=tol,
+                              max_iters=max_iters, init=vectors)
+        return res, res.vectors
+
+    return _curvature_probe("sharpness", ctx, params, key, every=every, n_examples=n_examples,
+                            where=where, loss=loss, solve=solve,
+                            init_state=_stack(initial_block(params, k, key), params),
+                            metrics=_eigen_metrics("sharpness"))
+
+
+@PROBES.register("precond_sharpness")
+def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
+                      max_iters=100, method="lanczos", k=1, where="iterate", loss=None,
+                      convention="locuslab", **_) -> Probe:
+    """λ_max(P⁻¹∇²L) with P Adam's / RMSprop's diagonal preconditioner (``precond_sharpness``).
+
+    ``convention="locuslab"``: P = (1 − β1^t)(√ν̂ + ε) (the update is η P⁻¹ m with m the EMA
+    momentum, threshold (2 + 2β1)/((1 − β1)η)); ``"init2winit"`` omits (1 − β1^t). Not measured at
+    step 0, before the optimizer has a second-moment estimate (NaN there).
     """
-    x, y = _subset(ctx.dataset, n_examples)
-    flat, unravel = ravel_pytree(params)
-    init_vector = unravel(jax.random.normal(key, flat.shape, flat.dtype))
+    check(method in METHODS, "probes.precond_sharpness.method", method, " | ".join(METHODS))
 
-    @jax.jit
-    def solve(params, vector, key, x, y):
-        def loss_fn(p):
-            return ctx.loss(ctx.apply_fn(p, x), y)
+    def solve(loss_fn, point, state, vectors, key):
+        precond = adaptive_preconditioner(state.opt_state, convention=convention)
+        res = preconditioned_sharpness(loss_fn, point, precond, k, key=key, method=method, tol=tol,
+                                       max_iters=max_iters, init=vectors)
+        return res, res.vectors
 
-        return top_eigenvalue(loss_fn, params, key=key, tol=tol, max_iters=max_iters, init=vector)
+    return _curvature_probe("precond_sharpness", ctx, params, key, every=every,
+                            n_examples=n_examples, where=where, loss=loss, solve=solve,
+                            init_state=_stack(initial_block(params, k, key), params),
+                            metrics=_eigen_metrics("precond_sharpness"))
 
-    def measure(params, opt_state, vector, key):
-        del opt_state
-        res = solve(params, vector, key, x, y)
-        metrics = {"sharpness": res.value, "sharpness_matvecs": res.num_matvecs,
-                   "sharpness_converged": res.converged, "sharpness_residual": res.residual}
-        return metrics, res.vector
 
-    return Probe("sharpness", every, init_vector, measure)
+@PROBES.register("spherical_sharpness")
+def spherical(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
+              max_iters=100, method="lanczos", where="iterate", loss=None, **_) -> Probe:
+    """Spherical sharpness λ_max(∇²L(θ/‖θ‖)), ``param_norm`` ‖θ‖, ``eta_eff`` = η/‖θ‖², and their
+    product ``spherical_sharpness_x_eta_eff`` (≈ 2 at the edge of stability)."""
+    lr = ctx.hparams["learning_rate"]
+
+    def solve(loss_fn, point, state, vectors, key):
+        res = spherical_sharpness(loss_fn, point, 1, key=key, method=method, tol=tol,
+                                  max_iters=max_iters, init=vectors)
+        eta_eff = effective_lr(lr, point)
+        return (res, eta_eff), res.eig.vectors
+
+    def metrics(out):
+        res, eta_eff = out
+        return {"spherical_sharpness": res.value, "param_norm": res.norm, "eta_eff": eta_eff,
+                "spherical_sharpness_x_eta_eff": res.value * eta_eff,
+                "spherical_sharpness_matvecs": res.eig.num_matvecs}
+
+    return _curvature_probe("spherical_sharpness", ctx, params, key, every=every,
+                            n_examples=n_examples, where=where, loss=loss, solve=solve,
+                            init_state=_stack(initial_block(params, 1, key), params),
+                            metrics=metrics)
+
+
+@PROBES.register("trace")
+def trace(ctx: ProbeContext, params, key, *, every: int, n_examples=None, num_samples=20,
+          method="hutchpp", where="iterate", loss=None, **_) -> Probe:
+    """Stochastic estimate of tr ∇²L (``hessian_trace`` and ``hessian_trace_stderr``)."""
+
+    def solve(loss_fn, point, state, probe_state, key):
+        return hessian_trace(loss_fn, point, key=key, num_samples=num_samples, method=method), None
+
+    def metrics(est):
+        return {"hessian_trace": est.estimate, "hessian_trace_stderr": est.stderr}
+
+    return _curvature_probe("trace", ctx, params, key, every=every, n_examples=n_examples,
+                            where=where, loss=loss, solve=solve, init_state=None, metrics=metrics)
+
+
+def _stack(block, params):
+    """Random start vectors (flat block ``(k, n)``) as a stacked pytree shaped like ``params``."""
+    unravel = ravel_pytree(params)[1]
+    return jax.vmap(unravel)(block)

@@ -17,7 +17,7 @@ from dynamics.plots import plot_training
 from dynamics.probes import PROBES, ProbeContext
 from dynamics.tasks.base import TASKS, Progress
 from dynamics.train import TrainState, evaluate, make_step, rng_streams, train
-from dynamics.verdicts import judge, stability_threshold
+from dynamics.verdicts import judge
 from dynamics.verdicts.eos import THRESHOLDS
 
 log = logging.getLogger("dynamics")
@@ -37,6 +37,19 @@ def build_probes(cfg: Config, ctx: ProbeContext, params, key):
             probes.append(PROBES.get(field.name)(ctx, params, jax.random.fold_in(key, index),
                                                  **options))
     return probes
+
+
+def stability_lines(optimizer: str, hparams: dict) -> dict:
+    """Threshold lines for the figures: the optimizer's, and 2 for spherical sharpness × η_eff."""
+    lines = {"spherical_sharpness_x_eta_eff": ("2", 2.0)}
+    if optimizer in THRESHOLDS:
+        stability = THRESHOLDS.get(optimizer)
+        if optimizer == "normalized_gd":
+            value = lambda row: stability.threshold(hparams, row)  # noqa: E731  (per row)
+        else:
+            value = float(stability.threshold(hparams, {}))
+        lines[stability.metric] = (stability.label, value)
+    return lines
 
 
 @TASKS.register("train")
@@ -60,12 +73,12 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     hparams = hyperparams_of(cfg.optimizer.name, optimizer)
     loss = LOSSES.get(cfg.train.loss)
 
-    ctx = ProbeContext(model.apply, loss, dataset, hparams)
-    probes = build_probes(cfg, ctx, params, streams["probe"])
-    state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
     step_fn = make_step(model.apply, loss, tx, batch_size=cfg.train.batch_size,
                         classification=classification)
-    train_metrics = evaluate(model.apply, loss, classification)
+    ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
+    probes = build_probes(cfg, ctx, params, streams["probe"])
+    state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
+    train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
     log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name, dataset.name,
              num_params(params), cfg.optimizer.name, cfg.optimizer.lr, cfg.train.steps)
 
@@ -87,10 +100,8 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
     if outcome.status != "finished":
         verdict["passed"] = False if verdict.get("passed") is not None else None
-    threshold = (stability_threshold(cfg.optimizer.name, hparams)
-                 if cfg.optimizer.name in THRESHOLDS else None)
     plot_training(run.rows, run.figures, title=f"{cfg.name}: {cfg.optimizer.name}, η={cfg.optimizer.lr:g}",
-                  threshold=threshold)
+                  thresholds=stability_lines(cfg.optimizer.name, hparams))
     final = {k: v for k, v in run.rows[-1].items() if k != "step"} if run.rows else {}
     summary = {
         "status": outcome.status,

@@ -39,8 +39,8 @@ def run_probes(probes: Iterable[Probe], states: dict, state: TrainState, key: ja
     row: Row = {}
     for probe in probes:
         if probe.every > 0 and step % probe.every == 0:
-            metrics, states[probe.name] = probe.measure(
-                state.params, state.opt_state, states[probe.name], jax.random.fold_in(key, step))
+            metrics, states[probe.name] = probe.measure(state, states[probe.name],
+                                                        jax.random.fold_in(key, step))
             row.update({k: to_python(v) for k, v in jax.device_get(metrics).items()})
     return row
 

@@ -27,7 +27,8 @@ def make_step(apply_fn: Callable, loss: Callable, tx: optax.GradientTransformati
     """One optimizer step ``step(state, x, y) -> (state, metrics)``.
 
     ``batch_size=None`` is full-batch; otherwise the batch for step t is drawn from ``state.key`` and t.
-    The metrics describe the iterate *before* the update: ``loss`` is L(θ_t) on the batch used at step t.
+    The metrics describe the iterate *before* the update: ``loss`` is L(θ_t) on the batch used at step t
+    and ``grad_norm`` is ‖∇L(θ_t)‖ on that batch.
     """
     objective = make_objective(apply_fn, loss)
 
@@ -38,7 +39,7 @@ def make_step(apply_fn: Callable, loss: Callable, tx: optax.GradientTransformati
         (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(state.params, x, y)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": value}
+        metrics = {"loss": value, "grad_norm": optax.global_norm(grads)}
         if classification:
             metrics["accuracy"] = accuracy(outputs, y)
         return TrainState(state.step + 1, params, opt_state, state.key), metrics
@@ -59,14 +60,20 @@ def make_chunk(step: Callable, length: int) -> Callable:
     return chunk
 
 
-def evaluate(apply_fn: Callable, loss: Callable, classification: bool) -> Callable:
-    """Jitted ``eval(params, x, y) -> {"loss", ["accuracy"]}`` on the given arrays."""
+def evaluate(apply_fn: Callable, loss: Callable, classification: bool, *,
+             with_grad_norm: bool = False) -> Callable:
+    """Jitted ``eval(params, x, y) -> {"loss", ["accuracy"], ["grad_norm"]}`` on the given arrays."""
     objective = make_objective(apply_fn, loss)
 
     @jax.jit
     def run(params, x, y):
-        value, outputs = objective(params, x, y)
+        if with_grad_norm:
+            (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
+        else:
+            value, outputs = objective(params, x, y)
         out = {"loss": value}
+        if with_grad_norm:
+            out["grad_norm"] = optax.global_norm(grads)
         if classification:
             out["accuracy"] = accuracy(outputs, y)
         return out

@@ -1,26 +1,77 @@
-"""Edge of stability (Cohen et al. 2021): sharpness rises to the stability threshold and hovers there."""
+"""Edge of stability: a curvature measure rises to the optimizer's stability threshold and hovers there.
+
+Which curvature and which threshold depend on the optimizer (papers/eos.md §0.2):
+
+| optimizer | metric | threshold |
+|---|---|---|
+| gd | ``sharpness`` λ_max(H) | 2/η |
+| momentum (heavy ball) | ``sharpness`` | (2 + 2β)/η |
+| nesterov | ``sharpness`` | (2 + 2β)/((1 + 2β)η) |
+| adam, adamw | ``precond_sharpness`` λ_max(P⁻¹H) | (2 + 2β1)/((1 − β1)η) = 38/η at β1 = 0.9 |
+| rmsprop | ``precond_sharpness`` | 2/η |
+| normalized_gd | ``sharpness`` | 2/η_t with η_t = η/‖∇L(θ_t)‖, per step |
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
+from dynamics.curvature import adam_threshold, gd_threshold, heavy_ball_threshold, nesterov_threshold
 from dynamics.errors import ConfigError
 from dynamics.registry import Registry
 from dynamics.verdicts.base import VERDICTS
 
-# Largest curvature on which the optimizer is stable on a quadratic (papers/eos.md §0.2).
-THRESHOLDS = Registry("stability threshold", "optimizer.name")
-THRESHOLDS.register("gd")(lambda h: 2.0 / h["learning_rate"])
-THRESHOLDS.register("momentum")(lambda h: (2.0 + 2.0 * h["momentum"]) / h["learning_rate"])
-THRESHOLDS.register("nesterov")(lambda h: (2.0 + 2.0 * h["momentum"]) / h["learning_rate"])
+
+class Stability(NamedTuple):
+    """The metric that equilibrates and its threshold: a function of (hparams, columns) that
+    returns a number or one value per logged row."""
+
+    metric: str
+    threshold: Callable[[dict, dict], float | np.ndarray]
+    label: str
 
 
-def stability_threshold(optimizer: str, hparams: dict) -> float:
-    """2/η for GD, (2 + 2β)/η for heavy-ball momentum."""
-    return float(THRESHOLDS.get(optimizer)(hparams))
+THRESHOLDS: Registry[Stability] = Registry("stability threshold", "optimizer.name")
+THRESHOLDS.register("gd")(Stability("sharpness", lambda h, c: gd_threshold(h["learning_rate"]), "2/η"))
+THRESHOLDS.register("momentum")(Stability(
+    "sharpness", lambda h, c: heavy_ball_threshold(h["learning_rate"], h["momentum"]), "(2+2β)/η"))
+THRESHOLDS.register("nesterov")(Stability(
+    "sharpness", lambda h, c: nesterov_threshold(h["learning_rate"], h["momentum"]),
+    "(2+2β)/((1+2β)η)"))
+for _name in ("adam", "adamw"):
+    THRESHOLDS.register(_name)(Stability(
+        "precond_sharpness", lambda h, c: adam_threshold(h["learning_rate"], h["b1"]),
+        "(2+2β1)/((1−β1)η)"))
+THRESHOLDS.register("rmsprop")(Stability(
+    "precond_sharpness", lambda h, c: gd_threshold(h["learning_rate"]), "2/η"))
+THRESHOLDS.register("normalized_gd")(Stability(
+    "sharpness", lambda h, c: 2.0 * c["grad_norm"] / h["learning_rate"], "2/η_t"))
+
+
+def stability_threshold(optimizer: str, hparams: dict, columns: dict | None = None):
+    """The optimizer's stability threshold (a number, or per-row values for normalized GD)."""
+    return THRESHOLDS.get(optimizer).threshold(hparams, columns or {})
 
 
 def _rise_fraction(loss: np.ndarray) -> float:
     loss = loss[np.isfinite(loss)]
     return float(np.mean(np.diff(loss) > 0)) if loss.size > 1 else float("nan")
+
+
+def crossing_and_ratio(columns, context):
+    """``(metric, threshold, first index at/above it or None, ratio metric/threshold per row)``."""
+    stability = THRESHOLDS.get(context["optimizer"])
+    if stability.metric not in columns:
+        raise ConfigError(f"probes.{stability.metric}.every=0 is invalid for this verdict with "
+                          f"optimizer {context['optimizer']!r}: allowed a positive multiple of "
+                          "train.chunk")
+    threshold = np.broadcast_to(stability.threshold(context["hparams"], columns),
+                                columns["step"].shape)
+    ratio = columns[stability.metric] / threshold
+    above = np.isfinite(ratio) & (ratio >= 1.0)
+    first = int(np.argmax(above)) if above.any() else None
+    return stability.metric, threshold, first, ratio
 
 
 @VERDICTS.register("eos")
@@ -29,8 +80,8 @@ def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25
                       crossing_tolerance=0.2) -> dict:
     """Numbers of the EoS claim and whether they meet the criteria of experiments/eos/README.md.
 
-    - ``crossing_step``: first measured step with sharpness ≥ threshold (2/η for GD).
-    - ``ratio_median`` / ``ratio_p05`` / ``ratio_p95`` / ``ratio_max``: sharpness/threshold after it.
+    - ``crossing_step``: first measured step with the metric ≥ threshold (table above).
+    - ``ratio_median`` / ``ratio_p05`` / ``ratio_p95`` / ``ratio_max``: metric/threshold after it.
     - ``loss_rise_before`` / ``loss_rise_after``: fraction of consecutive logged pairs whose
       loss went up, among the pairs strictly before the crossing step / from it on.
     - ``final_loss_below_crossing``: the last loss is below the loss at the crossing.
@@ -39,29 +90,26 @@ def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25
     least ``min_rise_after`` of the steps after and on less than ``max_rise_before`` before, and the final
     loss is below the loss at crossing.
     """
-    if "sharpness" not in columns:
-        raise ConfigError("probes.sharpness.every=0 is invalid for verdict 'eos': allowed a positive "
-                          "multiple of train.chunk")
-    threshold = stability_threshold(context["optimizer"], context["hparams"])
-    step, loss, sharp = columns["step"], columns["loss"], columns["sharpness"]
-    measured = np.isfinite(sharp)
-    above = measured & (sharp >= threshold)
+    metric, threshold, first, ratio = crossing_and_ratio(columns, context)
+    measured = np.isfinite(ratio)
+    out = {"metric": metric, "threshold": float(np.median(threshold[measured]))
+           if measured.any() else None}
     if not measured.any():
-        return {"threshold": threshold, "crossing_step": None, "passed": False}
-    out = {"threshold": threshold, "initial_sharpness": float(sharp[measured][0]),
-           "max_sharpness": float(np.max(sharp[measured]))}
-    if not above.any():
         return {**out, "crossing_step": None, "passed": False}
-    first = int(np.argmax(above))
+    values = columns[metric][measured]
+    out.update(initial_value=float(values[0]), max_value=float(np.max(values)))
+    if first is None:
+        return {**out, "crossing_step": None, "passed": False}
+    step, loss = columns["step"], columns["loss"]
     crossing = int(step[first])
-    ratio = sharp[first:][measured[first:]] / threshold
+    after_ratio = ratio[first:][np.isfinite(ratio[first:])]
     after, before = loss[first:], loss[:first]
     out.update(
         crossing_step=crossing,
-        ratio_median=float(np.median(ratio)),
-        ratio_p05=float(np.percentile(ratio, 5)),
-        ratio_p95=float(np.percentile(ratio, 95)),
-        ratio_max=float(np.max(ratio)),
+        ratio_median=float(np.median(after_ratio)),
+        ratio_p05=float(np.percentile(after_ratio, 5)),
+        ratio_p95=float(np.percentile(after_ratio, 95)),
+        ratio_max=float(np.max(after_ratio)),
         loss_rise_before=_rise_fraction(before),
         loss_rise_after=_rise_fraction(after),
         loss_at_crossing=float(loss[first]),
