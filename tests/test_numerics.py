@@ -69,7 +69,9 @@ def quadratic():
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_minimizes_a_quadratic_with_traced_lr(name):
     _, loss = quadratic()
-    tx = build_optimizer(name, **{**HPARAMS, "lr": 0.01 if "adam" in name or name == "rmsprop" else 0.05})
+    # normalized GD moves a fixed distance per step, so it needs a small step to settle within 1e-2
+    lr = {"adam": 0.01, "adamw": 0.01, "rmsprop": 0.01, "normalized_gd": 0.001}.get(name, 0.05)
+    tx = build_optimizer(name, **{**HPARAMS, "lr": lr})
 
     @jax.jit
     def run(w):
@@ -102,6 +104,18 @@ def test_gd_and_heavy_ball_follow_their_update_equations():
             m = (beta * m + g) if expect is not None else g
             ref = ref - lr * m
         np.testing.assert_allclose(w, ref, rtol=1e-6)
+
+
+def test_normalized_gd_steps_have_length_lr_and_gd_decays_weights():
+    _, loss = quadratic()
+    w = jnp.array([3.0, -4.0])
+    tx = build_optimizer("normalized_gd", **{**HPARAMS, "lr": 0.1})
+    updates, _ = tx.update(jax.grad(loss)(w), tx.init(w), w)
+    g = np.array([3.0, -12.0])
+    np.testing.assert_allclose(updates, -0.1 * g / np.linalg.norm(g), rtol=1e-6)
+    tx = build_optimizer("gd", **{**HPARAMS, "lr": 0.1, "weight_decay": 0.5})
+    updates, _ = tx.update(jax.grad(loss)(w), tx.init(w), w)
+    np.testing.assert_allclose(updates, -0.1 * (g + 0.5 * np.asarray(w)), rtol=1e-6)
 
 
 def test_missing_hyperparameter_is_reported():
