@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dynamics.config_ntk import NTKConfig
 from dynamics.errors import ConfigError, check
 
 
@@ -162,6 +163,7 @@ class Config:
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    ntk: NTKConfig = field(default_factory=NTKConfig)
 
 
 PRECISIONS = ("float32", "float64")
