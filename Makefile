@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # Parallel jobs on one GPU must not each grab 75 % of its memory.
 export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
-.PHONY: help install run sweep test clean
+.PHONY: help install run sweep test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,14 @@ sweep: install ## run an experiment's sweep: make sweep EXP=eos ARGS="optimizer.
 
 test: install ## run the test suite (CPU, a few minutes)
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+$(VENV)-bench/.installed:
+	$(PYTHON) -m venv $(VENV)-bench
+	$(VENV)-bench/bin/python -m pip install --quiet torch==2.13.0 pyhessian numpy
+	touch $@
+
+bench: install $(VENV)-bench/.installed ## time dynamics against its peers side by side -> BENCHMARKS.md
+	$(BIN)/python benchmarks/curvature.py --peer-python $(VENV)-bench/bin/python
 
 clean: ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

@@ -91,3 +91,39 @@ def test_eos_verdict_fails_when_the_claim_does_not_hold():
     assert far_above["passed"] is False and far_above["checks"]["p95_below_max"] is False
     late = judge("eos", eos_rows(), ctx, {"expected_crossing": 200})
     assert late["passed"] is False and late["checks"]["crossing_near_expected"] is False
+
+
+def test_eos_flow_verdict_on_a_constructed_normalized_gd_run():
+    """Normalized GD: threshold 2‖g‖/η per row; sharpness tracks it, peaks at t = 40, then falls 30 %."""
+    lr, rows = 0.1, []
+    for t in range(0, 101):
+        s = 2.0 + 0.1 * t if t <= 40 else 6.0 - 0.03 * (t - 40)
+        ratio = 1.01 if t >= 10 else 1 / 3  # sharpness / (2‖g‖/η)
+        grad_norm = s * lr / (2 * ratio)
+        rows.append({"step": t, "loss": 1.0 / (t + 1), "grad_norm": grad_norm, "sharpness": s})
+    v = judge("eos_flow", rows, {"optimizer": "normalized_gd", "hparams": {"learning_rate": lr}}, {})
+    assert v["crossing_step"] == 10
+    assert v["ratio_median"] == pytest.approx(1.01)
+    assert v["peak_step"] == 40 and v["peak_value"] == pytest.approx(6.0)
+    assert v["reduction"] == pytest.approx(0.3)
+    assert v["passed"] is True
+    flat = [{**r, "sharpness": min(2.0 + 0.1 * r["step"], 6.0)} for r in rows]  # never falls: fails
+    assert judge("eos_flow", flat, {"optimizer": "normalized_gd",
+                                    "hparams": {"learning_rate": lr}}, {})["passed"] is False
+
+
+def test_spherical_eos_verdict_on_a_constructed_run():
+    rows = []
+    for t in range(0, 200):
+        product = 0.5 + 0.05 * t if t < 30 else 2.0 + (0.1 if t % 2 else -0.1)
+        spherical = 100.0 if t < 50 else 100.0 - 0.3 * (t - 50)
+        rows.append({"step": t, "loss": 1.0, "spherical_sharpness": spherical,
+                     "spherical_sharpness_x_eta_eff": product})
+    v = judge("spherical_eos", rows, {"optimizer": "gd", "hparams": {}}, {})
+    assert v["settle_step"] == 26  # first product >= 1.8: 0.5 + 0.05 t >= 1.8
+    assert v["product_median"] == pytest.approx(2.0, abs=0.1)
+    assert v["reduction"] == pytest.approx(0.3 * 149 / 100)
+    assert v["passed"] is True
+    high = [{**r, "spherical_sharpness_x_eta_eff": 3 * r["spherical_sharpness_x_eta_eff"]}
+            for r in rows]
+    assert judge("spherical_eos", high, {"optimizer": "gd", "hparams": {}}, {})["passed"] is False

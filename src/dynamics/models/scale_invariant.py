@@ -28,7 +28,8 @@ class ScaleInvariantMLP(nn.Module):
                                  name=f"dense_{i}")(h))
         h = nn.Dense(self.out_dim, use_bias=False, kernel_init=KERNEL_INITS.get(self.weight_init),
                      name=f"dense_{len(self.widths)}")(h)
-        return self.output_scale * nn.LayerNorm(use_bias=False, use_scale=False, name="norm")(h)
+        return self.output_scale * nn.LayerNorm(epsilon=1e-12, use_bias=False, use_scale=False,
+                                                 name="norm")(h)
 
 
 @MODELS.register("scale_invariant_mlp")

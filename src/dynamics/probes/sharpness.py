@@ -65,21 +65,33 @@ def _eigen_metrics(prefix):
     return metrics
 
 
-@PROBES.register("sharpness")
-def sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
-              max_iters=100, method="lanczos", k=1, where="iterate", loss=None, **_) -> Probe:
-    """Top-``k`` eigenvalues of ∇²L (``sharpness``, ``sharpness_2``, …; ``sharpness_matvecs``)."""
-    check(method in METHODS, "probes.sharpness.method", method, " | ".join(METHODS))
+def _sharpness(name, ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
+               max_iters=100, method="lanczos", k=1, where="iterate", loss=None, **_) -> Probe:
+    check(method in METHODS, f"probes.{name}.method", method, " | ".join(METHODS))
 
     def solve(loss_fn, point, state, vectors, key):
         res = top_eigenvalues(loss_fn, point, k, key=key, method=method, tol=tol,
                               max_iters=max_iters, init=vectors)
         return res, res.vectors
 
-    return _curvature_probe("sharpness", ctx, params, key, every=every, n_examples=n_examples,
+    return _curvature_probe(name, ctx, params, key, every=every, n_examples=n_examples,
                             where=where, loss=loss, solve=solve,
                             init_state=_stack(initial_block(params, k, key), params),
-                            metrics=_eigen_metrics("sharpness"))
+                            metrics=_eigen_metrics(name))
+
+
+@PROBES.register("sharpness")
+def sharpness(ctx: ProbeContext, params, key, **options) -> Probe:
+    """Top-``k`` eigenvalues of ∇²L of the training loss, or of ``loss`` if given (``sharpness``,
+    ``sharpness_2``, …, ``sharpness_matvecs``, ``sharpness_converged``)."""
+    return _sharpness("sharpness", ctx, params, key, **options)
+
+
+@PROBES.register("loss_sharpness")
+def loss_sharpness(ctx: ProbeContext, params, key, **options) -> Probe:
+    """Like ``sharpness`` for a second loss (default ``mse``), logged as ``loss_sharpness``: e.g. the
+    sharpness of L while training on √L."""
+    return _sharpness("loss_sharpness", ctx, params, key, **{"loss": "mse", **options})
 
 
 @PROBES.register("precond_sharpness")

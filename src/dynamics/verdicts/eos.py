@@ -74,6 +74,13 @@ def crossing_and_ratio(columns, context):
     return stability.metric, threshold, first, ratio
 
 
+def hover_stats(ratio: np.ndarray, first: int) -> dict:
+    """Median, 5th/95th percentile and max of ``ratio`` (metric/threshold) from index ``first`` on."""
+    after = ratio[first:][np.isfinite(ratio[first:])]
+    return {"ratio_median": float(np.median(after)), "ratio_p05": float(np.percentile(after, 5)),
+            "ratio_p95": float(np.percentile(after, 95)), "ratio_max": float(np.max(after))}
+
+
 @VERDICTS.register("eos")
 def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25,
                       min_rise_after=0.2, max_rise_before=0.01, expected_crossing=None,
@@ -102,14 +109,10 @@ def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25
         return {**out, "crossing_step": None, "passed": False}
     step, loss = columns["step"], columns["loss"]
     crossing = int(step[first])
-    after_ratio = ratio[first:][np.isfinite(ratio[first:])]
     after, before = loss[first:], loss[:first]
     out.update(
         crossing_step=crossing,
-        ratio_median=float(np.median(after_ratio)),
-        ratio_p05=float(np.percentile(after_ratio, 5)),
-        ratio_p95=float(np.percentile(after_ratio, 95)),
-        ratio_max=float(np.max(after_ratio)),
+        **hover_stats(ratio, first),
         loss_rise_before=_rise_fraction(before),
         loss_rise_after=_rise_fraction(after),
         loss_at_crossing=float(loss[first]),

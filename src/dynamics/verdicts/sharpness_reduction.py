@@ -1,0 +1,87 @@
+"""Edge of stability followed by sharpness reduction.
+
+- ``eos_flow``: normalized GD and GD on √L (Arora, Li, Panigrahi, ICML 2022) provably enter the edge of
+  stability and then drift along the manifold of minimizers in the direction that decreases
+  λ_max(∇²L): the stability metric hovers at its threshold while λ_max(∇²L) falls.
+- ``spherical_eos``: GD with weight decay on a scale-invariant net (Lyu, Li, Arora, NeurIPS 2022):
+  η_eff·λ_max(∇²L(θ/‖θ‖)) with η_eff = η/‖θ‖² settles near 2, then the spherical sharpness decreases.
+"""
+
+import numpy as np
+
+from dynamics.errors import ConfigError
+from dynamics.verdicts.base import VERDICTS
+from dynamics.verdicts.eos import crossing_and_ratio, hover_stats
+
+
+def _require(columns, metric, probe):
+    if metric not in columns or not np.isfinite(columns[metric]).any():
+        raise ConfigError(f"probes.{probe}.every=0 is invalid for this verdict: allowed a positive "
+                          "multiple of train.chunk")
+
+
+def _reduction(columns, metric, start: int) -> dict:
+    """Peak of ``metric`` from row ``start`` on, its final value and the relative reduction."""
+    values, steps = columns[metric][start:], columns["step"][start:]
+    measured = np.isfinite(values)
+    values, steps = values[measured], steps[measured]
+    peak = int(np.argmax(values))
+    return {"reduced_metric": metric, "peak_value": float(values[peak]), "peak_step": int(steps[peak]),
+            "final_value": float(values[-1]), "reduction": float(1 - values[-1] / values[peak]),
+            "peak_before_end": peak < len(values) - 1}
+
+
+@VERDICTS.register("eos_flow")
+def eos_flow(columns, context, *, reduced_metric="sharpness", median_range=(0.97, 1.1),
+             p95_max=1.25, min_reduction=0.1) -> dict:
+    """Crossing and hover as in ``eos``, then ``reduced_metric`` falls by ``min_reduction`` or more.
+
+    Numbers: ``crossing_step``, ``ratio_*`` (metric/threshold from the crossing on), ``peak_value`` and
+    ``peak_step`` of ``reduced_metric`` (λ_max(∇²L): ``sharpness`` for normalized GD,
+    ``loss_sharpness`` for GD on √L) from the crossing on, ``final_value`` and
+    ``reduction = 1 − final/peak``. Passed: crossing, median ratio in ``median_range``, 95th percentile
+    below ``p95_max``, ``reduction ≥ min_reduction`` with the peak before the last measurement.
+    """
+    _require(columns, reduced_metric, reduced_metric)
+    metric, threshold, first, ratio = crossing_and_ratio(columns, context)
+    if first is None:
+        return {"metric": metric, "crossing_step": None, "passed": False}
+    out = {"metric": metric, "crossing_step": int(columns["step"][first]),
+           **hover_stats(ratio, first), **_reduction(columns, reduced_metric, first)}
+    checks = {
+        "median_in_range": median_range[0] <= out["ratio_median"] <= median_range[1],
+        "p95_below_max": out["ratio_p95"] < p95_max,
+        "sharpness_reduced": out["reduction"] >= min_reduction and out["peak_before_end"],
+    }
+    return {**out, "checks": checks, "passed": all(checks.values())}
+
+
+@VERDICTS.register("spherical_eos")
+def spherical_eos(columns, context, *, settle_range=(1.8, 2.2), min_reduction=0.1) -> dict:
+    """η_eff × spherical sharpness settles near 2 and the spherical sharpness then decreases.
+
+    Numbers: ``settle_step`` (first measurement with the product inside ``settle_range``),
+    ``product_median`` / ``product_p05`` / ``product_p95`` over the second half of the run, and the
+    spherical sharpness ``peak_value`` / ``final_value`` / ``reduction`` from the settle step on.
+    Passed: the median lies in ``settle_range`` and ``reduction ≥ min_reduction`` with the peak before
+    the last measurement.
+    """
+    del context
+    product = "spherical_sharpness_x_eta_eff"
+    _require(columns, product, "spherical_sharpness")
+    values = columns[product]
+    above = np.isfinite(values) & (values >= settle_range[0]) & (values <= settle_range[1])
+    if not above.any():
+        return {"settle_step": None, "passed": False}
+    first = int(np.argmax(above))
+    steps = columns["step"]
+    late = values[(steps >= steps[-1] / 2) & np.isfinite(values)]
+    out = {"settle_step": int(steps[first]), "product_median": float(np.median(late)),
+           "product_p05": float(np.percentile(late, 5)),
+           "product_p95": float(np.percentile(late, 95)),
+           **_reduction(columns, "spherical_sharpness", first)}
+    checks = {
+        "settles_near_2": settle_range[0] <= out["product_median"] <= settle_range[1],
+        "spherical_sharpness_reduced": out["reduction"] >= min_reduction and out["peak_before_end"],
+    }
+    return {**out, "checks": checks, "passed": all(checks.values())}
