@@ -143,6 +143,23 @@ class TrainConfig:
 
 
 @dataclass
+class OracleConfig:
+    """``oracle.*``: how each step estimates the gradient (``dynamics.train.oracles``)."""
+
+    name: str = "batch"  # batch | label_noise | svag
+    label_noise_std: float = 0.0  # label_noise: sigma of the fresh Gaussian noise on the targets
+    svag_l: float = 1.0  # svag: noise amplification l >= 1 (lr, betas, eps and steps are rescaled)
+
+
+@dataclass
+class ScalingConfig:
+    """``scaling.*``: run a base config (written at batch B0) at batch kappa*B0 under a scaling rule."""
+
+    rule: str = "none"  # none | sqrt (Adam/RMSprop) | linear (SGD)
+    kappa: float = 1.0
+
+
+@dataclass
 class VerdictConfig:
     """``verdict.*``: which claim the run checks, and overrides of its pass criteria."""
 
@@ -162,6 +179,8 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     ntk: NTKConfig = field(default_factory=NTKConfig)
 
@@ -191,6 +210,15 @@ def validate(cfg: Config) -> None:
     OPTIMIZERS.get(cfg.optimizer.name)
     LOSSES.get(cfg.train.loss)
     check_criteria(cfg.verdict.name, cfg.verdict.criteria)
+    from dynamics.scaling import SCALING_RULES
+    from dynamics.train.oracles import ORACLES
+
+    ORACLES.get(cfg.oracle.name)
+    SCALING_RULES.get(cfg.scaling.rule)
+    check(cfg.scaling.kappa > 0, "scaling.kappa", cfg.scaling.kappa, "a float > 0")
+    check(cfg.oracle.svag_l >= 1, "oracle.svag_l", cfg.oracle.svag_l, "a float >= 1")
+    check(cfg.oracle.label_noise_std >= 0, "oracle.label_noise_std", cfg.oracle.label_noise_std,
+          "a float >= 0")
     check(cfg.precision in PRECISIONS, "precision", cfg.precision, " | ".join(PRECISIONS))
 
     o = cfg.optimizer

@@ -15,6 +15,8 @@ from dynamics.models import build_model, num_params
 from dynamics.optim import build_optimizer, hyperparams_of
 from dynamics.plots import plot_training
 from dynamics.probes import PROBES, ProbeContext
+from dynamics.scaling import apply_scaling, steps_multiplier
+from dynamics.svag import is_adaptive, svag_hyperparams
 from dynamics.tasks.base import TASKS, Progress
 from dynamics.train import TrainState, evaluate, make_step, rng_streams, train
 from dynamics.verdicts import judge
@@ -37,6 +39,29 @@ def build_probes(cfg: Config, ctx: ProbeContext, params, key):
             probes.append(PROBES.get(field.name)(ctx, params, jax.random.fold_in(key, index),
                                                  **options))
     return probes
+
+
+def scaled_hyperparameters(cfg: Config) -> tuple[dict, int, dict]:
+    """Optimizer hyperparameters and step count after the scaling rule and SVAG's rescaling.
+
+    Returns ``(hparams by config key incl. batch_size, steps, applied)``, where ``applied`` records the
+    base and scaled values for summary.json (empty when nothing was rescaled).
+    """
+    base = {**dataclasses.asdict(cfg.optimizer), "batch_size": cfg.train.batch_size}
+    hparams, steps, applied = dict(base), cfg.train.steps, {}
+    if cfg.scaling.rule != "none" or cfg.scaling.kappa != 1.0:
+        check(base["batch_size"] is not None, "train.batch_size", None,
+              "an integer > 0 when scaling.kappa != 1 (the base batch size B0)")
+        hparams = apply_scaling(cfg.scaling.rule, cfg.optimizer.name, hparams, cfg.scaling.kappa)
+        steps = max(1, round(steps * steps_multiplier(cfg.scaling.kappa)))
+        applied["scaling"] = {"rule": cfg.scaling.rule, "kappa": cfg.scaling.kappa, "base": base,
+                              "scaled": hparams, "steps": steps}
+    if cfg.oracle.name == "svag":
+        before = dict(hparams)
+        hparams, multiplier = svag_hyperparams(cfg.optimizer.name, hparams, cfg.oracle.svag_l)
+        steps = max(1, round(steps * multiplier))
+        applied["svag"] = {"l": cfg.oracle.svag_l, "base": before, "scaled": hparams, "steps": steps}
+    return hparams, steps, applied
 
 
 def stability_lines(optimizer: str, hparams: dict) -> dict:
@@ -68,31 +93,41 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     model_options = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "name"}
     model = build_model(cfg.model.name, dataset.input_shape, dataset.out_dim, **model_options)
     params = jax.tree.map(lambda p: p.astype(dtype), model.init(streams["init"]))
-    optimizer = dataclasses.asdict(cfg.optimizer)
+    optimizer, steps, applied = scaled_hyperparameters(cfg)
+    check(optimizer["batch_size"] is None or optimizer["batch_size"] <= dataset.n_train,
+          "scaling.kappa", cfg.scaling.kappa, f"a value keeping the batch within data.n_train="
+          f"{dataset.n_train} (scaled batch {optimizer['batch_size']})")
     tx = build_optimizer(cfg.optimizer.name, **optimizer)
     hparams = hyperparams_of(cfg.optimizer.name, optimizer)
     loss = LOSSES.get(cfg.train.loss)
 
-    step_fn = make_step(model.apply, loss, tx, batch_size=cfg.train.batch_size,
-                        classification=classification)
+    step_fn = make_step(model.apply, loss, tx, batch_size=optimizer["batch_size"],
+                        classification=classification, oracle=cfg.oracle.name,
+                        label_noise_std=cfg.oracle.label_noise_std,
+                        num_classes=dataset.num_classes, svag_l=cfg.oracle.svag_l,
+                        adaptive=is_adaptive(cfg.optimizer.name))
+    dt = hparams["learning_rate"] ** (2 if is_adaptive(cfg.optimizer.name) else 1)
     ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
     probes = build_probes(cfg, ctx, params, streams["probe"])
     state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
     train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
     log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name, dataset.name,
-             num_params(params), cfg.optimizer.name, cfg.optimizer.lr, cfg.train.steps)
+             num_params(params), cfg.optimizer.name, optimizer["lr"], steps)
 
-    progress = Progress(cfg.train.steps, enabled=cfg.progress, desc=cfg.name)
+    progress = Progress(steps, enabled=cfg.progress, desc=cfg.name)
+
+    def log_rows(rows):  # continuous time t = k·η (SGD family) or k·η² (adaptive), after rescaling
+        run.log([{**row, "time": row["step"] * dt} for row in rows])
 
     def on_progress(n):
         last = run.rows[-1] if run.rows else {}
         progress.update(n, loss=last.get("loss"))
 
     try:
-        outcome = train(state, step_fn, dataset.x_train, dataset.y_train, steps=cfg.train.steps,
+        outcome = train(state, step_fn, dataset.x_train, dataset.y_train, steps=steps,
                         chunk=cfg.train.chunk, probes=probes, probe_key=streams["probe"],
                         final_metrics=lambda p: train_metrics(p, dataset.x_train, dataset.y_train),
-                        on_rows=run.log, log_every=cfg.train.log_every, on_progress=on_progress)
+                        on_rows=log_rows, log_every=cfg.train.log_every, on_progress=on_progress)
     finally:
         progress.close()
 
@@ -100,14 +135,16 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
     if outcome.status != "finished":
         verdict["passed"] = False if verdict.get("passed") is not None else None
-    plot_training(run.rows, run.figures, title=f"{cfg.name}: {cfg.optimizer.name}, η={cfg.optimizer.lr:g}",
+    title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
+    plot_training(run.rows, run.figures, title=title,
                   thresholds=stability_lines(cfg.optimizer.name, hparams))
     final = {k: v for k, v in run.rows[-1].items() if k != "step"} if run.rows else {}
     summary = {
         "status": outcome.status,
         "steps_completed": int(outcome.state.step),
-        "hparams": {"lr": cfg.optimizer.lr, "optimizer": cfg.optimizer.name, **hparams,
-                    "batch_size": cfg.train.batch_size, "seed": cfg.seed},
+        "hparams": {"lr": optimizer["lr"], "optimizer": cfg.optimizer.name, **hparams,
+                    "batch_size": optimizer["batch_size"], "steps": steps, "seed": cfg.seed},
+        **applied,
         "num_params": num_params(params),
         "final": final,
         "verdict": verdict,

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import jax
 import optax
 
-from dynamics.data.base import sample_batch
 from dynamics.losses import accuracy
+from dynamics.train.oracles import build_oracle
 from dynamics.train.state import TrainState
 
 PyTree = object
@@ -23,20 +23,21 @@ def make_objective(apply_fn: Callable, loss: Callable) -> Callable:
 
 
 def make_step(apply_fn: Callable, loss: Callable, tx: optax.GradientTransformation, *,
-              batch_size: int | None, classification: bool) -> Callable:
+              batch_size: int | None, classification: bool, oracle: str = "batch",
+              **oracle_options) -> Callable:
     """One optimizer step ``step(state, x, y) -> (state, metrics)``.
 
     ``batch_size=None`` is full-batch; otherwise the batch for step t is drawn from ``state.key`` and t.
-    The metrics describe the iterate *before* the update: ``loss`` is L(θ_t) on the batch used at step t
-    and ``grad_norm`` is ‖∇L(θ_t)‖ on that batch.
+    ``oracle`` names the gradient oracle (``dynamics.train.oracles``: ``batch``, ``label_noise``,
+    ``svag``) and ``oracle_options`` are its options. The metrics describe the iterate *before* the
+    update: ``loss`` is L(θ_t) on the batch used at step t and ``grad_norm`` the norm of the gradient
+    estimate the optimizer received.
     """
-    objective = make_objective(apply_fn, loss)
+    gradient = build_oracle(oracle, make_objective(apply_fn, loss), batch_size=batch_size,
+                            **oracle_options)
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
-        if batch_size is not None:
-            idx = sample_batch(state.key, state.step, x.shape[0], batch_size)
-            x, y = x[idx], y[idx]
-        (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(state.params, x, y)
+        value, outputs, y, grads = gradient(state.params, x, y, state.key, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": value, "grad_norm": optax.global_norm(grads)}
