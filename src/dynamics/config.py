@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dynamics.config_implicit_bias import ImplicitBiasConfig
 from dynamics.config_ntk import NTKConfig
 from dynamics.errors import ConfigError, check
 
@@ -183,6 +184,7 @@ class Config:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     ntk: NTKConfig = field(default_factory=NTKConfig)
+    implicit_bias: ImplicitBiasConfig = field(default_factory=ImplicitBiasConfig)
 
 
 PRECISIONS = ("float32", "float64")
