@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 
 from dynamics.config_implicit_bias import ImplicitBiasConfig
 from dynamics.config_ntk import NTKConfig
+from dynamics.config_sde import SDEConfig
 from dynamics.errors import ConfigError, check
 
 
@@ -185,6 +186,7 @@ class Config:
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     ntk: NTKConfig = field(default_factory=NTKConfig)
     implicit_bias: ImplicitBiasConfig = field(default_factory=ImplicitBiasConfig)
+    sde: SDEConfig = field(default_factory=SDEConfig)
 
 
 PRECISIONS = ("float32", "float64")
