@@ -51,3 +51,13 @@ def test_diverging_run_exits_zero_and_records_the_step(tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_step"] > 0
+
+
+def test_a_sweep_with_a_bad_and_a_diverging_point_finishes_the_others(tmp_path):
+    out = tmp_path / "sweep"
+    proc = cli("-m", "+exp=smoke", "optimizer.lr=0.1,-1,1000", "train.batch_size=null",
+               "train.steps=100", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "config error: optimizer.lr=-1.0 is invalid" in proc.stderr
+    status = {r["config.optimizer.lr"]: r["status"] for r in load_runs(out)}
+    assert status == {0.1: "finished", -1.0: "failed", 1000.0: "diverged"}

@@ -162,6 +162,14 @@ class ScalingConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """``checkpoint.*``: save the training state every ``every`` steps (0: never)."""
+
+    every: int = 0  # a multiple of train.chunk
+    keep: int = 2  # newest checkpoints kept in <run dir>/checkpoints
+
+
+@dataclass
 class VerdictConfig:
     """``verdict.*``: which claim the run checks, and overrides of its pass criteria."""
 
@@ -176,11 +184,13 @@ class Config:
     seed: int = 0
     precision: str = "float32"  # float32 | float64
     progress: Optional[bool] = None  # progress bar; None: only on a terminal
+    resume: bool = False  # continue from the newest checkpoint in the run directory
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
@@ -239,6 +249,10 @@ def validate(cfg: Config) -> None:
     check(t.log_every > 0, "train.log_every", t.log_every, "an integer > 0")
     check(t.batch_size is None or t.batch_size > 0, "train.batch_size", t.batch_size,
           "null (full batch) or an integer > 0")
+    c = cfg.checkpoint
+    check(c.every >= 0 and c.every % t.chunk == 0, "checkpoint.every", c.every,
+          f"0 (off) or a positive multiple of train.chunk={t.chunk}")
+    check(c.keep > 0, "checkpoint.keep", c.keep, "an integer > 0")
     for probe in dataclasses.fields(cfg.probes):
         _validate_probe(probe.name, getattr(cfg.probes, probe.name), t.chunk)
     for key in ("n_train", "n_test"):

@@ -30,16 +30,23 @@ log = logging.getLogger("dynamics")
 logging.getLogger("jax").setLevel(logging.WARNING)
 
 
-def run(cfg, out_dir: str | Path) -> dict:
+def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict:
     """Run the task of a typed ``Config`` into ``out_dir`` and write summary.json; return the summary.
 
-    ``ConfigError`` propagates (after a ``failed`` summary is written) so the caller can report it.
+    ``ConfigError`` propagates so the caller can report it. An invalid config is caught before anything
+    is built; with ``record_config_errors`` (sweeps) a ``failed`` summary is written for it first.
+    Errors found while building (e.g. ``data.n_train`` too large) always leave a ``failed`` summary.
     """
     from dynamics.io import RunDir
     from dynamics.tasks import TASKS
 
-    validate(cfg)
-    run_dir = RunDir(out_dir)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        if record_config_errors:
+            RunDir(out_dir).write_summary({"status": "failed", "error": str(err), "name": cfg.name})
+        raise
+    run_dir = RunDir(out_dir, resume=cfg.resume)
     start = time.perf_counter()
     try:
         summary = TASKS.get(cfg.task)(cfg, run_dir)
@@ -61,7 +68,7 @@ def main(dict_cfg: DictConfig) -> None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         cfg = OmegaConf.to_object(dict_cfg)
-        summary = run(cfg, hydra_cfg.runtime.output_dir)
+        summary = run(cfg, hydra_cfg.runtime.output_dir, record_config_errors=multirun)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         if multirun:

@@ -29,13 +29,29 @@ def _clean(value):
 class RunDir:
     """Writes one run's outputs into ``path`` (Hydra's output directory)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, resume: bool = False):
+        """Open ``path``; with ``resume`` an existing metrics.jsonl is kept (see ``rewind``)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.figures = self.path / "figures"
+        self.checkpoints = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.jsonl"
-        self._metrics = open(self.metrics_path, "w")
+        keep = resume and self.metrics_path.exists()
+        self._metrics = open(self.metrics_path, "r+" if keep else "w+")
         self.rows: list[dict] = []
+
+    def offset(self) -> int:
+        """Bytes of metrics.jsonl written so far (stored in checkpoints)."""
+        self._metrics.flush()
+        return self._metrics.tell()
+
+    def rewind(self, offset: int) -> None:
+        """Cut metrics.jsonl back to ``offset`` bytes (the last checkpoint) and reload its rows."""
+        self._metrics.seek(0)
+        kept = self._metrics.read(offset)
+        self._metrics.seek(offset)
+        self._metrics.truncate()
+        self.rows = [json.loads(line) for line in kept.splitlines() if line.strip()]
 
     def log(self, rows: list[dict]) -> None:
         """Append rows to metrics.jsonl and flush, so a crash loses at most the current chunk."""

@@ -19,6 +19,8 @@ from dynamics.scaling import apply_scaling, steps_multiplier
 from dynamics.svag import is_adaptive, svag_hyperparams
 from dynamics.tasks.base import TASKS, Progress
 from dynamics.train import TrainState, evaluate, make_step, rng_streams, train
+from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from dynamics.train.loop import initial_probe_states
 from dynamics.verdicts import judge
 from dynamics.verdicts.eos import THRESHOLDS
 
@@ -110,11 +112,26 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
     probes = build_probes(cfg, ctx, params, streams["probe"])
     state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
+    probe_states = initial_probe_states(probes)
+    checkpoint = latest_checkpoint(run.checkpoints) if cfg.resume else None
+    if checkpoint is not None:
+        (state, probe_states), meta = restore_checkpoint(checkpoint, (state, probe_states))
+        run.rewind(meta["metrics_offset"])
+        log.info("resumed at step %d from %s", meta["step"], checkpoint)
+    else:  # a fresh start: forget rows and checkpoints of an earlier attempt in this directory
+        run.rewind(0)
+        for old in run.checkpoints.glob("ckpt_*.npz"):
+            old.unlink()
+
+    def save(state, probe_states, step):
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < steps:
+            save_checkpoint(run.checkpoints, step, (state, probe_states),
+                            {"metrics_offset": run.offset()}, keep=cfg.checkpoint.keep)
     train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
     log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name, dataset.name,
              num_params(params), cfg.optimizer.name, optimizer["lr"], steps)
 
-    progress = Progress(steps, enabled=cfg.progress, desc=cfg.name)
+    progress = Progress(steps, start=int(state.step), enabled=cfg.progress, desc=cfg.name)
 
     def log_rows(rows):  # continuous time t = k·η (SGD family) or k·η² (adaptive), after rescaling
         run.log([{**row, "time": row["step"] * dt} for row in rows])
@@ -127,7 +144,8 @@ def run_train(cfg: Config, run: RunDir) -> dict:
         outcome = train(state, step_fn, dataset.x_train, dataset.y_train, steps=steps,
                         chunk=cfg.train.chunk, probes=probes, probe_key=streams["probe"],
                         final_metrics=lambda p: train_metrics(p, dataset.x_train, dataset.y_train),
-                        on_rows=log_rows, log_every=cfg.train.log_every, on_progress=on_progress)
+                        on_rows=log_rows, log_every=cfg.train.log_every, on_progress=on_progress,
+                        probe_states=probe_states, on_chunk_end=save)
     finally:
         progress.close()
 

@@ -45,9 +45,16 @@ def run_probes(probes: Iterable[Probe], states: dict, state: TrainState, key: ja
     return row
 
 
+def initial_probe_states(probes: Iterable[Probe]) -> dict:
+    """The probes' warm-start states before the first measurement."""
+    return {p.name: p.init_state for p in probes}
+
+
 def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, steps: int, chunk: int,
           probes: list[Probe], probe_key: jax.Array, final_metrics: Callable, on_rows: Callable,
-          log_every: int = 1, on_progress: Callable[[int], None] | None = None) -> TrainOutcome:
+          log_every: int = 1, on_progress: Callable[[int], None] | None = None,
+          probe_states: dict | None = None,
+          on_chunk_end: Callable[[TrainState, dict, int], None] | None = None) -> TrainOutcome:
     """Train from ``state.step`` to ``steps``.
 
     Each compiled call runs ``chunk`` steps (``lax.scan``); probes run before each chunk at steps that are
@@ -56,9 +63,12 @@ def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, s
     with status ``diverged``; the rows up to and including that step are kept.
 
     ``final_metrics(params) -> dict`` gives the last row's metrics (the full training-set loss).
+    ``probe_states`` resumes the probes' warm starts (default: their initial states);
+    ``on_chunk_end(state, probe_states, step)`` runs after each chunk's rows are written (checkpoints).
     """
     chunks: dict[int, Callable] = {}
-    probe_states = {p.name: p.init_state for p in probes}
+    if probe_states is None:
+        probe_states = initial_probe_states(probes)
     t = int(state.step)
     while t < steps:
         length = min(chunk, steps - t)
@@ -78,6 +88,8 @@ def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, s
                 return TrainOutcome(state, "diverged", t + i)
         on_rows(rows)
         t += length
+        if on_chunk_end is not None:
+            on_chunk_end(state, probe_states, t)
         if on_progress is not None:
             on_progress(length)
     final = {"step": t, **{k: to_python(v) for k, v in final_metrics(state.params).items()}}
