@@ -162,6 +162,21 @@ class ScalingConfig:
 
 
 @dataclass
+class VmapConfig:
+    """``vmap.*``: sweep these values inside one compiled program (``jax.vmap``) instead of one process
+    per point. The grid is the Cartesian product of the lists that are set; each point writes its own
+    run directory ``points/<i>/`` with the same outputs as a normal run."""
+
+    lr: Optional[list[float]] = None
+    momentum: Optional[list[float]] = None
+    b1: Optional[list[float]] = None
+    b2: Optional[list[float]] = None
+    eps: Optional[list[float]] = None
+    weight_decay: Optional[list[float]] = None
+    seed: Optional[list[int]] = None
+
+
+@dataclass
 class CheckpointConfig:
     """``checkpoint.*``: save the training state every ``every`` steps (0: never)."""
 
@@ -191,6 +206,7 @@ class Config:
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    vmap: VmapConfig = field(default_factory=VmapConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
@@ -249,6 +265,12 @@ def validate(cfg: Config) -> None:
     check(t.log_every > 0, "train.log_every", t.log_every, "an integer > 0")
     check(t.batch_size is None or t.batch_size > 0, "train.batch_size", t.batch_size,
           "null (full batch) or an integer > 0")
+    swept = {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v}
+    check(not (swept and cfg.resume), "resume", cfg.resume, "false for a vmap.* sweep")
+    check(not (swept and cfg.checkpoint.every), "checkpoint.every", cfg.checkpoint.every,
+          "0 for a vmap.* sweep (checkpoints are per run)")
+    if swept.get("lr"):
+        check(min(swept["lr"]) > 0, "vmap.lr", swept["lr"], "floats > 0")
     c = cfg.checkpoint
     check(c.every >= 0 and c.every % t.chunk == 0, "checkpoint.every", c.every,
           f"0 (off) or a positive multiple of train.chunk={t.chunk}")

@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
 
 def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -60,6 +62,13 @@ class RunDir:
             self._metrics.write(json.dumps(row) + "\n")
             self.rows.append(row)
         self._metrics.flush()
+
+    def write_config(self, config: dict) -> Path:
+        """Write ``.hydra/config.yaml`` for a run that Hydra did not launch (a vmapped sweep point)."""
+        path = self.path / ".hydra" / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
 
     def write_summary(self, summary: dict) -> Path:
         self._metrics.close()

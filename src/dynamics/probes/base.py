@@ -5,6 +5,7 @@ last top eigenvectors, for warm starts) and a measurement ``measure(train_state,
 whose jitted core receives params and data as arguments (never as closed-over constants).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,13 +37,28 @@ class ProbeContext(NamedTuple):
     step_fn: Callable
 
 
+@functools.lru_cache(maxsize=None)
+def jitted(fn: Callable) -> Callable:
+    """One ``jax.jit`` wrapper per probe function (so repeated measurements reuse the compilation)."""
+    return jax.jit(fn)
+
+
 class Probe(NamedTuple):
-    """``measure(train_state, probe_state, key) -> (metrics, probe_state)`` every ``every`` steps."""
+    """A measurement every ``every`` steps.
+
+    ``fn(train_state, probe_state, key, *data) -> (metrics, probe_state)`` is pure (not jitted) and
+    receives its arrays ``data`` as arguments, so it can be jitted alone or ``vmap``-ped over a sweep.
+    """
 
     name: str
     every: int
     init_state: PyTree
-    measure: Callable[[Any, PyTree, jax.Array], tuple[dict[str, Any], PyTree]]
+    fn: Callable[..., tuple[dict[str, Any], PyTree]]
+    data: tuple = ()
+
+    def measure(self, train_state, probe_state, key):
+        """Run the jitted measurement on this probe's data."""
+        return jitted(self.fn)(train_state, probe_state, key, *self.data)
 
 
 PROBES: Registry[Callable[..., Probe]] = Registry("probe", "probes")

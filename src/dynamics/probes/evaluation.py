@@ -9,10 +9,9 @@ def test_metrics(ctx: ProbeContext, params, key, *, every: int, **_) -> Probe:
     """Metrics ``test_loss`` (and ``test_accuracy`` for classification) on the whole test split."""
     del params, key
     run = evaluate(ctx.apply_fn, ctx.loss, ctx.dataset.num_classes > 0)
-    x, y = ctx.dataset.x_test, ctx.dataset.y_test
 
-    def measure(train_state, state, key):
+    def fn(train_state, state, key, x, y):
         del key
         return {f"test_{k}": v for k, v in run(train_state.params, x, y).items()}, state
 
-    return Probe("eval", every, None, measure)
+    return Probe("eval", every, None, fn, (ctx.dataset.x_test, ctx.dataset.y_test))

@@ -31,8 +31,7 @@ def _curvature_probe(name, ctx: ProbeContext, params, key, *, every, n_examples,
     train_x, train_y = ctx.dataset.x_train, ctx.dataset.y_train
     objective = ctx.loss if loss is None else LOSSES.get(loss)
 
-    @jax.jit
-    def run(state, probe_state, key, x, y, train_x, train_y):
+    def fn(state, probe_state, key, x, y, train_x, train_y):
         point = state.params
         if where == "midpoint":
             nxt = ctx.step_fn(state, train_x, train_y)[0].params
@@ -45,13 +44,9 @@ def _curvature_probe(name, ctx: ProbeContext, params, key, *, every, n_examples,
         # keep the previous warm start where this measurement is not finite (e.g. Adam at step 0)
         new_state = jax.tree.map(lambda n, o: jnp.where(jnp.all(jnp.isfinite(n)), n, o), new_state,
                                  probe_state)
-        return result, new_state
+        return metrics(result), new_state
 
-    def measure(state, probe_state, key):
-        result, probe_state = run(state, probe_state, key, x, y, train_x, train_y)
-        return metrics(result), probe_state
-
-    return Probe(name, every, init_state, measure)
+    return Probe(name, every, init_state, fn, (x, y, train_x, train_y))
 
 
 def _eigen_metrics(prefix):
@@ -123,12 +118,10 @@ def spherical(ctx: ProbeContext, params, key, *, every: int, n_examples=None, to
               max_iters=100, method="lanczos", where="iterate", loss=None, **_) -> Probe:
     """Spherical sharpness λ_max(∇²L(θ/‖θ‖)), ``param_norm`` ‖θ‖, ``eta_eff`` = η/‖θ‖², and their
     product ``spherical_sharpness_x_eta_eff`` (≈ 2 at the edge of stability)."""
-    lr = ctx.hparams["learning_rate"]
-
     def solve(loss_fn, point, state, vectors, key):
         res = spherical_sharpness(loss_fn, point, 1, key=key, method=method, tol=tol,
                                   max_iters=max_iters, init=vectors)
-        eta_eff = effective_lr(lr, point)
+        eta_eff = effective_lr(state.opt_state.hyperparams["learning_rate"], point)
         return (res, eta_eff), res.eig.vectors
 
     def metrics(out):

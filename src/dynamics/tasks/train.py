@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ from dynamics.probes import PROBES, ProbeContext
 from dynamics.scaling import apply_scaling, steps_multiplier
 from dynamics.svag import is_adaptive, svag_hyperparams
 from dynamics.tasks.base import TASKS, Progress
-from dynamics.train import TrainState, evaluate, make_step, rng_streams, train
+from dynamics.train import TrainOutcome, TrainState, evaluate, make_step, rng_streams, train
 from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from dynamics.train.loop import initial_probe_states
 from dynamics.verdicts import judge
@@ -79,9 +80,26 @@ def stability_lines(optimizer: str, hparams: dict) -> dict:
     return lines
 
 
-@TASKS.register("train")
-def run_train(cfg: Config, run: RunDir) -> dict:
-    """Build data, model, optimizer and probes from ``cfg``; train; write figures; return the summary."""
+class Point(NamedTuple):
+    """Everything one run (or one point of a vmapped sweep) needs, built from its config."""
+
+    cfg: Config
+    dataset: object
+    model: object
+    optimizer: dict  # hyperparameters by config key after scaling/SVAG, with batch_size
+    hparams: dict  # the optimizer's traced hyperparameters (optax names)
+    steps: int
+    applied: dict
+    state: TrainState
+    probes: list
+    step_fn: object
+    train_metrics: object
+    probe_key: jax.Array
+    dt: float
+
+
+def build_point(cfg: Config) -> Point:
+    """Data, model, optimizer, initial state and probes for ``cfg`` (nothing compiled yet)."""
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)
     data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
@@ -102,17 +120,57 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     tx = build_optimizer(cfg.optimizer.name, **optimizer)
     hparams = hyperparams_of(cfg.optimizer.name, optimizer)
     loss = LOSSES.get(cfg.train.loss)
-
     step_fn = make_step(model.apply, loss, tx, batch_size=optimizer["batch_size"],
                         classification=classification, oracle=cfg.oracle.name,
                         label_noise_std=cfg.oracle.label_noise_std,
                         num_classes=dataset.num_classes, svag_l=cfg.oracle.svag_l,
                         adaptive=is_adaptive(cfg.optimizer.name))
-    dt = hparams["learning_rate"] ** (2 if is_adaptive(cfg.optimizer.name) else 1)
     ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
     probes = build_probes(cfg, ctx, params, streams["probe"])
     state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
-    probe_states = initial_probe_states(probes)
+    train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
+    dt = hparams["learning_rate"] ** (2 if is_adaptive(cfg.optimizer.name) else 1)
+    return Point(cfg, dataset, model, optimizer, hparams, steps, applied, state, probes, step_fn,
+                 train_metrics, streams["probe"], dt)
+
+
+def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) -> dict:
+    """Verdict, figures and summary of one finished (or diverged) run."""
+    cfg, optimizer, hparams = point.cfg, point.optimizer, point.hparams
+    context = {"optimizer": cfg.optimizer.name, "hparams": hparams}
+    verdict = judge(cfg.verdict.name, rows, context, cfg.verdict.criteria)
+    if outcome.status != "finished":
+        verdict["passed"] = False if verdict.get("passed") is not None else None
+    title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
+    plot_training(rows, figures, title=title, thresholds=stability_lines(cfg.optimizer.name, hparams))
+    summary = {
+        "status": outcome.status,
+        "steps_completed": int(outcome.state.step),
+        "hparams": {"lr": optimizer["lr"], "optimizer": cfg.optimizer.name, **hparams,
+                    "batch_size": optimizer["batch_size"], "steps": point.steps, "seed": cfg.seed},
+        **point.applied,
+        "num_params": num_params(point.state.params),
+        "final": {k: v for k, v in rows[-1].items() if k != "step"} if rows else {},
+        "verdict": verdict,
+    }
+    if outcome.diverged_step is not None:
+        summary["diverged_step"] = outcome.diverged_step
+    return summary
+
+
+@TASKS.register("train")
+def run_train(cfg: Config, run: RunDir) -> dict:
+    """Build data, model, optimizer and probes from ``cfg``; train; write figures; return the summary.
+
+    With ``vmap.*`` lists set, runs the whole grid of points in one compiled program instead
+    (``dynamics.tasks.sweep``).
+    """
+    if vmap_axes(cfg):
+        from dynamics.tasks.sweep import run_vmapped
+
+        return run_vmapped(cfg, run)
+    point = build_point(cfg)
+    state, probe_states = point.state, initial_probe_states(point.probes)
     checkpoint = latest_checkpoint(run.checkpoints) if cfg.resume else None
     if checkpoint is not None:
         (state, probe_states), meta = restore_checkpoint(checkpoint, (state, probe_states))
@@ -124,49 +182,39 @@ def run_train(cfg: Config, run: RunDir) -> dict:
             old.unlink()
 
     def save(state, probe_states, step):
-        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < steps:
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < point.steps:
             save_checkpoint(run.checkpoints, step, (state, probe_states),
                             {"metrics_offset": run.offset()}, keep=cfg.checkpoint.keep)
-    train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
-    log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name, dataset.name,
-             num_params(params), cfg.optimizer.name, optimizer["lr"], steps)
 
-    progress = Progress(steps, start=int(state.step), enabled=cfg.progress, desc=cfg.name)
+    log.info("%s: %s on %s (%d params), %s lr=%g, %d steps", cfg.name, cfg.model.name,
+             point.dataset.name, num_params(state.params), cfg.optimizer.name,
+             point.optimizer["lr"], point.steps)
+    progress = Progress(point.steps, start=int(state.step), enabled=cfg.progress, desc=cfg.name)
 
     def log_rows(rows):  # continuous time t = k·η (SGD family) or k·η² (adaptive), after rescaling
-        run.log([{**row, "time": row["step"] * dt} for row in rows])
+        run.log(with_time(rows, point.dt))
 
     def on_progress(n):
         last = run.rows[-1] if run.rows else {}
         progress.update(n, loss=last.get("loss"))
 
+    x, y = point.dataset.x_train, point.dataset.y_train
     try:
-        outcome = train(state, step_fn, dataset.x_train, dataset.y_train, steps=steps,
-                        chunk=cfg.train.chunk, probes=probes, probe_key=streams["probe"],
-                        final_metrics=lambda p: train_metrics(p, dataset.x_train, dataset.y_train),
-                        on_rows=log_rows, log_every=cfg.train.log_every, on_progress=on_progress,
+        outcome = train(state, point.step_fn, x, y, steps=point.steps, chunk=cfg.train.chunk,
+                        probes=point.probes, probe_key=point.probe_key,
+                        final_metrics=lambda p: point.train_metrics(p, x, y), on_rows=log_rows,
+                        log_every=cfg.train.log_every, on_progress=on_progress,
                         probe_states=probe_states, on_chunk_end=save)
     finally:
         progress.close()
+    return summarize(point, run.rows, run.figures, outcome)
 
-    context = {"optimizer": cfg.optimizer.name, "hparams": hparams}
-    verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
-    if outcome.status != "finished":
-        verdict["passed"] = False if verdict.get("passed") is not None else None
-    title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
-    plot_training(run.rows, run.figures, title=title,
-                  thresholds=stability_lines(cfg.optimizer.name, hparams))
-    final = {k: v for k, v in run.rows[-1].items() if k != "step"} if run.rows else {}
-    summary = {
-        "status": outcome.status,
-        "steps_completed": int(outcome.state.step),
-        "hparams": {"lr": optimizer["lr"], "optimizer": cfg.optimizer.name, **hparams,
-                    "batch_size": optimizer["batch_size"], "steps": steps, "seed": cfg.seed},
-        **applied,
-        "num_params": num_params(params),
-        "final": final,
-        "verdict": verdict,
-    }
-    if outcome.diverged_step is not None:
-        summary["diverged_step"] = outcome.diverged_step
-    return summary
+
+def with_time(rows: list[dict], dt: float) -> list[dict]:
+    """Add the continuous time ``time = step·dt`` to each row."""
+    return [{**row, "time": row["step"] * dt} for row in rows]
+
+
+def vmap_axes(cfg: Config) -> dict[str, list]:
+    """The swept keys of ``vmap.*`` that are set, in config order."""
+    return {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v}

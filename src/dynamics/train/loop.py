@@ -50,6 +50,23 @@ def initial_probe_states(probes: Iterable[Probe]) -> dict:
     return {p.name: p.init_state for p in probes}
 
 
+def chunk_rows(t: int, metrics: dict, probe_row: Row, log_every: int) -> tuple[list[Row], int | None]:
+    """Rows of one chunk that starts at step ``t`` (metrics: arrays over the chunk's steps).
+
+    Keeps the first step (with the probes' values), every ``log_every``-th step and a non-finite step,
+    where it stops and returns that step as the second value.
+    """
+    finite = np.isfinite(metrics["loss"])
+    rows = []
+    for i in range(len(finite)):
+        if i == 0 or (t + i) % log_every == 0 or not finite[i]:
+            row = {"step": t + i, **{k: to_python(v[i]) for k, v in metrics.items()}}
+            rows.append({**row, **probe_row} if i == 0 else row)
+        if not finite[i]:
+            return rows, t + i
+    return rows, None
+
+
 def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, steps: int, chunk: int,
           probes: list[Probe], probe_key: jax.Array, final_metrics: Callable, on_rows: Callable,
           log_every: int = 1, on_progress: Callable[[int], None] | None = None,
@@ -76,17 +93,10 @@ def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, s
             chunks[length] = make_chunk(step_fn, length)
         probe_row = run_probes(probes, probe_states, state, probe_key)
         state, metrics = chunks[length](state, x, y)
-        metrics = jax.device_get(metrics)
-        finite = np.isfinite(metrics["loss"])
-        rows = []
-        for i in range(length):
-            if i == 0 or (t + i) % log_every == 0 or not finite[i]:
-                row = {"step": t + i, **{k: to_python(v[i]) for k, v in metrics.items()}}
-                rows.append({**row, **probe_row} if i == 0 else row)
-            if not finite[i]:
-                on_rows(rows)
-                return TrainOutcome(state, "diverged", t + i)
+        rows, diverged = chunk_rows(t, jax.device_get(metrics), probe_row, log_every)
         on_rows(rows)
+        if diverged is not None:
+            return TrainOutcome(state, "diverged", diverged)
         t += length
         if on_chunk_end is not None:
             on_chunk_end(state, probe_states, t)
@@ -98,3 +108,63 @@ def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, s
     if final["loss"] is None:
         return TrainOutcome(state, "diverged", t)
     return TrainOutcome(state, "finished", None)
+
+
+def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, steps: int,
+                  chunk: int, probes: list[Probe], probe_keys: jax.Array, final_metrics: Callable,
+                  on_rows: Callable[[int, list[Row]], None], log_every: int = 1,
+                  on_progress: Callable[[int], None] | None = None) -> list[TrainOutcome]:
+    """``train`` for a stack of independent runs (leading axis of ``states``, ``x``, ``y``, the probes'
+    data and init states, and ``probe_keys``) in one compiled program per chunk length.
+
+    Rows go to ``on_rows(i, rows)`` per point. A point whose loss becomes non-finite is recorded as
+    diverged at that step and masked (no more rows); the others go on.
+    """
+    n = int(jax.tree.leaves(states.step)[0].shape[0])
+    chunks: dict[int, Callable] = {}
+    measure = {p.name: jax.jit(jax.vmap(p.fn)) for p in probes}
+    probe_states = initial_probe_states(probes)
+    diverged: list[int | None] = [None] * n
+    t = 0
+
+    def probe_rows(states, step):
+        rows = [{} for _ in range(n)]
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(probe_keys)
+        for probe in probes:
+            if probe.every > 0 and step % probe.every == 0:
+                metrics, probe_states[probe.name] = measure[probe.name](
+                    states, probe_states[probe.name], keys, *probe.data)
+                metrics = jax.device_get(metrics)
+                for i in range(n):
+                    rows[i].update({k: to_python(v[i]) for k, v in metrics.items()})
+        return rows
+
+    while t < steps and any(d is None for d in diverged):
+        length = min(chunk, steps - t)
+        if length not in chunks:
+            scan = make_chunk(step_fn, length)
+            chunks[length] = jax.jit(jax.vmap(scan))
+        probes_now = probe_rows(states, t)
+        states, metrics = chunks[length](states, x, y)
+        metrics = jax.device_get(metrics)
+        for i in range(n):
+            if diverged[i] is None:
+                rows, diverged[i] = chunk_rows(t, {k: v[i] for k, v in metrics.items()},
+                                               probes_now[i], log_every)
+                on_rows(i, rows)
+        t += length
+        if on_progress is not None:
+            on_progress(length)
+    finals = jax.device_get(jax.jit(jax.vmap(final_metrics))(states.params, x, y))
+    probes_now = probe_rows(states, t)
+    outcomes = []
+    for i in range(n):
+        state_i = jax.tree.map(lambda a: a[i], states)
+        if diverged[i] is None:
+            final = {"step": t, **{k: to_python(v[i]) for k, v in finals.items()}, **probes_now[i]}
+            on_rows(i, [final])
+            if final["loss"] is None:
+                diverged[i] = t
+        status = "finished" if diverged[i] is None else "diverged"
+        outcomes.append(TrainOutcome(state_i, status, diverged[i]))
+    return outcomes
