@@ -1,4 +1,8 @@
-"""Every experiment runs a few steps on CPU and writes the run outputs with a computed verdict."""
+"""Every experiment runs a few steps on CPU and writes the run outputs with a computed verdict.
+
+An experiment file may add CI-only overrides on a line ``# smoke: key=value ...`` (e.g. fewer sample
+paths); the common ones are ``train.steps=20 data.n_train=64 data.n_test=64``.
+"""
 
 import json
 from pathlib import Path
@@ -8,15 +12,26 @@ import pytest
 from dynamics.run import CONF_DIR, run
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "exp").glob("*.yaml"))
+SMOKE = ["train.steps=20", "data.n_train=64", "data.n_test=64"]
+
+
+def smoke_overrides(exp: str) -> list[str]:
+    """The CI-sized overrides: the common ones, plus any on a ``# smoke: k=v ...`` line of the file."""
+    extra = []
+    for line in (Path(CONF_DIR) / "exp" / f"{exp}.yaml").read_text().splitlines():
+        if line.startswith("# smoke:"):
+            extra += line.removeprefix("# smoke:").split()
+    return SMOKE + extra
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS)
 def test_experiment_runs_a_few_steps_and_writes_its_outputs(compose, tmp_path, exp):
-    cfg = compose(f"+exp={exp}", "train.steps=20", "data.n_train=64", "data.n_test=64")
+    cfg = compose(f"+exp={exp}", *smoke_overrides(exp))
     summary = run(cfg, tmp_path)
     assert summary["status"] == "finished", summary.get("error")
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["step"] == 0 and rows[-1]["step"] == 20 and all("loss" in r for r in rows)
+    assert rows[0]["step"] == 0 and rows[-1]["step"] == cfg.train.steps
+    assert all("loss" in r for r in rows)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["hparams"]["lr"] == cfg.optimizer.lr and "passed" in saved["verdict"]
     assert (tmp_path / "figures" / "loss.png").exists()

@@ -117,6 +117,7 @@ class EvalProbeConfig:
     """``probes.eval.*``: test loss/accuracy every ``every`` steps (0: off)."""
 
     every: int = 0
+    train: bool = False  # also the loss/accuracy on the whole training set (full_train_*)
 
 
 @dataclass
