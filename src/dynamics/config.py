@@ -178,6 +178,13 @@ class VmapConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """``parallel.*``: data parallelism over the available devices (batch sharded, params replicated)."""
+
+    data: bool = False
+
+
+@dataclass
 class CheckpointConfig:
     """``checkpoint.*``: save the training state every ``every`` steps (0: never)."""
 
@@ -208,6 +215,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     vmap: VmapConfig = field(default_factory=VmapConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)

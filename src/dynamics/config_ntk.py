@@ -1,14 +1,33 @@
-"""Config schema of the NTK tasks (``ntk.*``), kept beside the main schema in ``config.py``."""
+"""Config schema of the NTK tasks (``ntk.*``), kept beside the main schema in ``config.py``.
+
+Task ``ntk_width`` reads the first block (empirical vs infinite-width NTK), task ``ntk`` (fine-tuning vs
+kernel solutions, Malladi et al. 2023) the second; each task checks the values it uses.
+"""
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
 class NTKConfig:
-    """``ntk.*``: options of the NTK experiments (tasks ``ntk_width`` and ``ntk_finetune``)."""
+    """``ntk.*``: options of the NTK experiments (tasks ``ntk_width`` and ``ntk``)."""
 
-    widths: list[int] = field(default_factory=lambda: [64, 256, 1024])
-    depth: int = 2
-    activation: str = "relu"
-    n_inputs: int = 16
-    num_seeds: int = 3
+    # ntk_width: NTKMLP([width] * depth) at init vs infinite_width_kernels, on Gaussian inputs
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024, 2048])
+    depth: int = 2  # hidden layers
+    activation: str = "relu"  # relu | erf
+    w_std: float = 1.5
+    b_std: Optional[float] = 0.1  # null: no biases
+    n_inputs: int = 16  # Gaussian inputs x ~ N(0, I) (the kernel is n_inputs x n_inputs)
+    input_dim: int = 8
+    num_seeds: int = 5  # networks per width (the error is averaged over them)
+    method: str = "ntvp"  # empirical_ntk method: jacobian | ntvp
+    # ntk: pre-train on source classes, fine-tune on k-shot target classes, compare with kernels
+    source_classes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    target_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9])
+    shots: list[int] = field(default_factory=lambda: [16, 64])  # examples per target class
+    pretrain_steps: int = 2000  # full-batch Adam steps on the source task
+    pretrain_lr: float = 3e-3
+    adam_lr: float = 1e-3  # fine-tuning Adam's lr (SGD's is optimizer.lr)
+    kernel_ridge: float = 1e-3  # kernel regressions' ridge, relative to the kernel's largest singular value
+    kernel_batch_size: Optional[int] = None  # examples per eNTK block (null: one block)

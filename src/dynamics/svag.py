@@ -26,7 +26,9 @@ from collections.abc import Callable
 import jax
 
 from dynamics.errors import check
-from dynamics.scaling import _family, linear_scaling, sqrt_scaling
+from dynamics.scaling import linear_scaling, sqrt_scaling
+
+ADAPTIVE = ("adam", "adamw", "rmsprop")  # optimizers SVAG and the SDEs treat as adaptive
 
 PyTree = object
 
@@ -115,9 +117,9 @@ def is_adaptive(optimizer_name: str) -> bool:
         ``adamw``, ``rmsprop``).
 
     Returns:
-      ``True`` for ``adam``, ``adamw``, ``rmsprop``.
+      ``True`` for ``adam``, ``adamw``, ``rmsprop``; ``False`` for every other name.
     """
-    return _family(optimizer_name) != "sgd"
+    return optimizer_name in ADAPTIVE
 
 
 def svag_hyperparams(optimizer_name: str, hparams: dict, l: float) -> tuple[dict, float]:

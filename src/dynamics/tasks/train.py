@@ -22,6 +22,7 @@ from dynamics.tasks.base import TASKS, Progress
 from dynamics.train import TrainOutcome, TrainState, evaluate, make_step, rng_streams, train
 from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from dynamics.train.loop import initial_probe_states
+from dynamics.train.sharding import data_mesh, replicate, shard_batch
 from dynamics.verdicts import judge
 from dynamics.verdicts.eos import THRESHOLDS
 
@@ -199,9 +200,17 @@ def run_train(cfg: Config, run: RunDir) -> dict:
         progress.update(n, loss=last.get("loss"))
 
     x, y = point.dataset.x_train, point.dataset.y_train
+    probes = point.probes
+    if cfg.parallel.data:
+        mesh = data_mesh()
+        x, y = shard_batch(mesh, (x, y))
+        state, probe_states = replicate(mesh, (state, probe_states))
+        probes = [p._replace(data=shard_batch(mesh, p.data, f"probes.{p.name}.n_examples"))
+                  for p in probes]
+        log.info("data parallel over %d devices", len(mesh.devices.flat))
     try:
         outcome = train(state, point.step_fn, x, y, steps=point.steps, chunk=cfg.train.chunk,
-                        probes=point.probes, probe_key=point.probe_key,
+                        probes=probes, probe_key=point.probe_key,
                         final_metrics=lambda p: point.train_metrics(p, x, y), on_rows=log_rows,
                         log_every=cfg.train.log_every, on_progress=on_progress,
                         probe_states=probe_states, on_chunk_end=save)

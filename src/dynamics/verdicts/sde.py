@@ -1,0 +1,124 @@
+"""SDE claims (papers/sde.md): SDEs approximate SGD/RMSprop/Adam; SVAG converges; the √ scaling rule.
+
+- ``sde_quadratic``: on noisy quadratics the Monte Carlo of discrete SGD and of the SGD SDE agree with
+  their closed forms; the weak error shrinks as η → 0 (ratio of the errors at η and η/2) for SGD,
+  RMSprop and Adam; on the NQM the square-root rule keeps the loss curve within ``sqrt_tol`` and the
+  linear rule is off by ≥ ``linear_min_gap`` for RMSprop/Adam; SGD's linear rule stays within
+  ``sqrt_tol``; the base floor matches the closed form; the low-noise control breaks the √ rule.
+- ``svag_ladder`` (a sweep verdict, from ``experiments/svag/analyze.py``): the distance between the
+  curves of consecutive ℓ shrinks as ℓ grows.
+- ``scaling_rule`` (a sweep verdict, from ``experiments/sqrt_scaling/analyze.py``): the √ rule keeps
+  RMSprop/Adam within ``tol`` of the base curve, the linear rule departs, SGD's linear rule holds.
+
+Sweep verdicts take their numbers in ``context`` (they compare runs, not rows of one run).
+"""
+
+from dynamics.verdicts.base import VERDICTS
+
+
+@VERDICTS.register("sde_quadratic")
+def sde_quadratic(columns, context, *, max_z=5.0, min_ratio=1.5, sqrt_tol=0.05,
+                  linear_min_gap=0.3, floor_tol=0.05, control_min_gap=0.3) -> dict:
+    """Numbers: part-1 z-scores and weak-error ratios, part-2 ratios, part-3 max deviations.
+
+    Passed when every check holds:
+    - ``sgd_mc_matches_closed_forms``: |MC − closed form| ≤ ``max_z`` SE for the discrete loss curve,
+      the Euler–Maruyama loss curve and the discrete variance at T, at both η;
+    - ``sgd_weak_error_shrinks``: weak-error ratio (η vs η/2) ≥ ``min_ratio`` in the closed forms and
+      in the Monte Carlo;
+    - ``{rmsprop,adam}_weak_error_shrinks``: ratio ≥ ``min_ratio`` and err(η) > ``max_z``·SE (the
+      larger error is resolved by the Monte Carlo);
+    - ``sqrt_rule_holds``: every RMSprop/Adam √-rule run within ``sqrt_tol``;
+    - ``linear_rule_fails``: every RMSprop/Adam linear-rule run off by ≥ ``linear_min_gap``;
+    - ``sgd_linear_rule_holds``: SGD's linear-rule runs within ``sqrt_tol``;
+    - ``floor_matches``: base floors within ``floor_tol`` of (η/4)Σ Var/(√Var + ε) (SGD: (η/4) tr Σ_B);
+    - ``control_breaks_sqrt_rule``: the low-noise control's deviation ≥ ``control_min_gap``.
+    """
+    del columns
+    sgd, adaptive, scaling = context["sgd"], context["adaptive"], context["scaling"]
+    z = max(max(lv["z_discrete"], lv["z_sde"], lv["z_var_discrete"]) for lv in sgd["levels"])
+    runs = scaling["runs"]
+
+    def devs(case, rule):
+        return [r["max_deviation"] for r in runs if r["case"] == case and r["rule"] == rule]
+
+    sqrt_devs = devs("adam", "sqrt") + devs("rmsprop", "sqrt")
+    linear_devs = devs("adam", "linear") + devs("rmsprop", "linear")
+    sgd_devs, control_devs = devs("sgd", "linear"), devs("control", "sqrt")
+    floors = {k[len("floor_"):]: v["rel_error"] for k, v in scaling.items() if k.startswith("floor_")}
+    numbers = {
+        "sgd_max_z": z,
+        "sgd_weak_errors_exact": [lv["weak_error_exact"] for lv in sgd["levels"]],
+        "sgd_weak_errors_mc": [lv["weak_error_mc"] for lv in sgd["levels"]],
+        "sgd_weak_error_ratio_exact": sgd["weak_error_ratio_exact"],
+        "sgd_weak_error_ratio_mc": sgd["weak_error_ratio_mc"],
+        **{f"{name}_weak_errors": [lv["weak_error"] for lv in adaptive[name]["levels"]]
+           for name in adaptive},
+        **{f"{name}_weak_error_ses": [lv["se"] for lv in adaptive[name]["levels"]]
+           for name in adaptive},
+        **{f"{name}_weak_error_ratio": adaptive[name]["weak_error_ratio"] for name in adaptive},
+        "sqrt_rule_max_deviation": max(sqrt_devs),
+        "linear_rule_min_deviation": min(linear_devs),
+        "sgd_linear_rule_max_deviation": max(sgd_devs),
+        "control_min_deviation": min(control_devs),
+        "floor_rel_errors": floors,
+    }
+    checks = {
+        "sgd_mc_matches_closed_forms": bool(z <= max_z),
+        "sgd_weak_error_shrinks": bool(sgd["weak_error_ratio_exact"] >= min_ratio
+                                       and sgd["weak_error_ratio_mc"] >= min_ratio),
+        **{f"{name}_weak_error_shrinks": bool(
+            adaptive[name]["weak_error_ratio"] >= min_ratio
+            and adaptive[name]["levels"][0]["weak_error"] > max_z * adaptive[name]["levels"][0]["se"])
+           for name in adaptive},
+        "sqrt_rule_holds": bool(max(sqrt_devs) <= sqrt_tol),
+        "linear_rule_fails": bool(min(linear_devs) >= linear_min_gap),
+        "sgd_linear_rule_holds": bool(max(sgd_devs) <= sqrt_tol),
+        "floor_matches": bool(max(floors.values()) <= floor_tol),
+        "control_breaks_sqrt_rule": bool(min(control_devs) >= control_min_gap),
+    }
+    return {**numbers, "checks": checks, "passed": all(checks.values())}
+
+
+@VERDICTS.register("svag_ladder")
+def svag_ladder(columns, context, *, min_shrink=1.0, max_last_gap=None) -> dict:
+    """Sweep verdict: per optimizer, gaps d(ℓ, 2ℓ) between consecutive ℓ at matched continuous times.
+
+    ``context["gaps"]`` maps an optimizer to ``{metric: [d(1,2), d(2,4), d(4,8)]}``. Passed when, for
+    every optimizer and metric, the gaps shrink: d(1,2) ≥ ``min_shrink``·d(4,8) strictly larger, and
+    d(2,4) > d(4,8) (the last pair, where the noise floor is closest, is resolved), and
+    ``max_last_gap`` (if given) bounds d(4,8).
+    """
+    del columns
+    checks = {}
+    for opt, metrics in context["gaps"].items():
+        for metric, gaps in metrics.items():
+            ok = len(gaps) >= 2 and gaps[0] > min_shrink * gaps[-1] and gaps[-2] > gaps[-1]
+            if max_last_gap is not None:
+                ok = ok and gaps[-1] <= max_last_gap
+            checks[f"{opt}_{metric}_shrinks"] = bool(ok)
+    return {"gaps": context["gaps"], "checks": checks,
+            "passed": bool(checks) and all(checks.values())}
+
+
+@VERDICTS.register("scaling_rule")
+def scaling_rule(columns, context, *, tol=0.1, linear_min_ratio=2.0) -> dict:
+    """Sweep verdict: max relative gaps to the base curve (κ = 1) per optimizer, rule and κ.
+
+    ``context["gaps"]`` maps ``"<optimizer>/<rule>"`` to ``{kappa: gap}``. Passed when every
+    RMSprop/Adam √-rule gap ≤ ``tol``, every SGD linear-rule gap ≤ ``tol``, and at the smallest κ the
+    RMSprop/Adam linear-rule gap is ≥ ``linear_min_ratio`` × the √-rule gap and > ``tol``.
+    """
+    del columns
+    gaps = context["gaps"]
+    checks = {}
+    for key, by_kappa in gaps.items():
+        opt, rule = key.split("/")
+        if (opt != "gd" and rule == "sqrt") or (opt == "gd" and rule == "linear"):
+            checks[f"{opt}_{rule}_within_tol"] = bool(max(by_kappa.values()) <= tol)
+        if opt != "gd" and rule == "linear" and f"{opt}/sqrt" in gaps:
+            k = min(by_kappa)
+            lin, sq = by_kappa[k], gaps[f"{opt}/sqrt"][k]
+            checks[f"{opt}_linear_departs"] = bool(lin > tol and lin >= linear_min_ratio * sq)
+    return {"gaps": gaps, "tol": tol, "checks": checks,
+            "passed": bool(checks) and all(checks.values())}
