@@ -7,7 +7,8 @@ eigenvalue accuracy; PyHessian: relative change of λ between iterations); the a
 tight ARPACK reference (tol = 0) is reported next to the time. Also the HVP/gradient cost ratio and the
 average HVPs per warm-started sharpness measurement in the EoS experiment.
 
-Usage: python benchmarks/curvature.py [--peer-python .venv-bench/bin/python] [--out BENCHMARKS.md]
+Usage: python benchmarks/curvature.py [--peer-python .venv-bench/bin/python]
+Prints a markdown section for BENCHMARKS.md.
 """
 
 import argparse
@@ -16,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -25,6 +25,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from timing import best_of  # noqa: E402  (benchmarks/timing.py)
+
 from dynamics.curvature import hvp, top_eigenvalue, top_eigenvalues
 from dynamics.data import build_dataset
 from dynamics.losses import mse
@@ -32,16 +34,6 @@ from dynamics.models import build_model, num_params
 
 TOL = 1e-3
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_of(fn, repeats=3):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def problem():
@@ -56,7 +48,6 @@ def problem():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--peer-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
 
     model, params, x, y = problem()
@@ -122,7 +113,7 @@ def main():
         print(f"no peer environment at {args.peer_python}: run `make bench`", file=sys.stderr)
 
     eos_matvecs = eos_tracking()
-    write(args.out, n, reference, rows, t_grad, t_hvp, eos_matvecs)
+    print(markdown(n, reference, rows, t_grad, t_hvp, eos_matvecs))
 
 
 def eos_tracking():
@@ -141,14 +132,9 @@ def eos_tracking():
     return float(np.mean(counts[1:])), int(counts[0]), len(counts)
 
 
-def write(path, n, reference, rows, t_grad, t_hvp, eos):
+def markdown(n, reference, rows, t_grad, t_hvp, eos):
     ours = rows[0][1]
     lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (benchmarks/curvature.py); numbers from one run on this project's "
-        "2-core CPU machine.",
-        "",
         f"## Top Hessian eigenvalue, cold start, relative tolerance {TOL:g}",
         "",
         f"tanh MLP 32-200-200-10 ({n:,} parameters), 1,000 synthetic examples, MSE, float32. "
@@ -175,8 +161,7 @@ def write(path, n, reference, rows, t_grad, t_hvp, eos):
         f"measurements (the cold first one took {eos[1]}).",
         "",
     ]
-    Path(path).write_text("\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -24,23 +24,14 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from timing import best_of  # noqa: E402  (benchmarks/timing.py)
 
 from dynamics.models import build_model, num_params
 from dynamics.ntk import empirical_ntk
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def best_of(fn, repeats=3):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def main():

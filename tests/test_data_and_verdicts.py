@@ -2,7 +2,6 @@
 
 import pickle
 
-import jax
 import numpy as np
 import pytest
 
