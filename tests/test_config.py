@@ -68,3 +68,19 @@ def test_bad_values_fail_with_one_line_naming_the_key(compose, override, key, al
         validate(cfg)
     message = str(err.value)
     assert message.startswith(key) and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("preset, plugin, target", [
+    ("joblib_local", "hydra_plugins.hydra_joblib_launcher", "JoblibLauncher"),
+    ("slurm", "hydra_plugins.hydra_submitit_launcher", "SlurmLauncher"),
+])
+def test_launcher_presets_compose(preset, plugin, target):
+    pytest.importorskip(plugin)
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+exp=eos", f"hydra/launcher={preset}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if preset == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 16
