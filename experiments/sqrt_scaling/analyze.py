@@ -9,7 +9,10 @@ subset of every scaled run's, scaled by 1/κ):
 - train loss: the batch losses averaged in ``WINDOWS`` equal windows of samples seen, then the max over
   the last 75 % of the windows of |L_κ/L_1 − 1| (relative).
 
-The gap of a run is the larger of the two (accuracy in absolute units, loss relative). Writes
+The gap of a run is the larger of the two (accuracy in absolute units, loss relative). The comparison uses
+the lowest seed; a base run (κ = 1) of another seed anywhere under the multirun directory (e.g.
+``seed=1 hydra.run.dir=<multirun>/seed1``) gives ``seed_floor``, the same gap between two seeds of the base
+run: the part of a gap that is run-to-run noise. Writes
 ``sqrt_scaling.png`` and ``sweep_summary.json`` (the ``scaling_rule`` verdict) into the first directory.
 """
 
@@ -55,14 +58,21 @@ def gaps(run: dict, base: dict) -> dict:
 
 def analyze(dirs: list[Path]) -> dict:
     runs = [r for d in dirs for r in load_runs(d, metrics=True) if r.get("status") == "finished"]
-    by_opt = defaultdict(dict)
+    by_opt, other_bases = defaultdict(dict), defaultdict(list)
+    seed0 = min(int(r["config.seed"]) for r in runs)
     for run in runs:
-        kappa = float(run["config.scaling.kappa"])
-        by_opt[run["hparams.optimizer"]][(run["config.scaling.rule"], kappa)] = curves(run)
+        kappa, opt = float(run["config.scaling.kappa"]), run["hparams.optimizer"]
+        if int(run["config.seed"]) == seed0:
+            by_opt[opt][(run["config.scaling.rule"], kappa)] = curves(run)
+        elif kappa == 1.0:
+            other_bases[opt].append(curves(run))
+    floors = {}
     table, gap_map = [], defaultdict(dict)
     fig, axes = plt.subplots(len(by_opt), 2, figsize=(11, 3.3 * len(by_opt)), squeeze=False)
     for row, (opt, group) in enumerate(sorted(by_opt.items())):
         base = next(c for (rule, k), c in group.items() if k == 1.0)
+        if other_bases[opt]:
+            floors[opt] = max(gaps(o, base)["gap"] for o in other_bases[opt])
         for i, ((rule, kappa), c) in enumerate(sorted(group.items())):
             style = "-" if rule == "sqrt" else ":"
             label = "κ = 1 (base)" if kappa == 1.0 else f"{rule}, κ = {kappa:g}"
@@ -84,10 +94,11 @@ def analyze(dirs: list[Path]) -> dict:
     fig.savefig(dirs[0] / "sqrt_scaling.png", dpi=120)
     verdict = VERDICTS.get("scaling_rule")({}, {"gaps": dict(gap_map)})
     summary = {"runs": [{"optimizer": r["hparams.optimizer"], "rule": r["config.scaling.rule"],
-                         "kappa": r["config.scaling.kappa"], "lr": r["hparams.lr"],
+                         "kappa": r["config.scaling.kappa"], "seed": r["config.seed"],
+                         "lr": r["hparams.lr"],
                          "batch_size": r["hparams.batch_size"], "steps": r["hparams.steps"],
                          "wall_time_s": r["wall_time_s"]} for r in runs],
-               "gaps": table, "verdict": verdict, "passed": verdict["passed"]}
+               "gaps": table, "seed_floor": floors, "verdict": verdict, "passed": verdict["passed"]}
     (dirs[0] / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

@@ -10,6 +10,12 @@ measures the distance between consecutive ℓ at matched times:
 - train loss: the batch losses averaged in ``WINDOWS`` equal windows of continuous time (each holds ℓ²×
   more steps at larger ℓ), then the mean |·| between consecutive ℓ.
 
+Seeds: the ladder compares, at each ℓ, the mean curve over the seeds run at every ℓ of that optimizer
+(``-m ... seed=0,1,2``). Runs of other seeds at ℓ = 1 only (e.g. ``seed=1 oracle.svag_l=1`` written
+anywhere under the multirun directory) count for ``seed_floor`` alone: the mean distance between two
+single runs of different seeds at ℓ = 1, the part of a single-seed gap that is run-to-run noise rather
+than discretization (a gap between means of S seeds carries about seed_floor/√S of it).
+
 Writes ``svag.png`` and ``sweep_summary.json`` (the ``svag_ladder`` verdict: every gap sequence shrinks)
 into the first directory.
 """
@@ -45,6 +51,16 @@ def curves(run: dict) -> dict:
             "window_loss": window_loss, "window_t": 0.5 * (edges[1:] + edges[:-1])}
 
 
+def mean_curves(cs: list[dict]) -> dict:
+    """The mean over seeds of curves at one ℓ (same eval times and windows)."""
+    if len(cs) == 1:
+        return cs[0]
+    common = set.intersection(*(set(c["eval"]) for c in cs))
+    return {"eval": {t: tuple(np.mean([c["eval"][t] for c in cs], axis=0)) for t in common},
+            "window_loss": np.mean([c["window_loss"] for c in cs], axis=0),
+            "window_t": cs[0]["window_t"]}
+
+
 def gap(a: dict, b: dict, metric: str) -> float:
     if metric == "train_loss":
         return float(np.mean(np.abs(a["window_loss"] - b["window_loss"])))
@@ -55,9 +71,20 @@ def gap(a: dict, b: dict, metric: str) -> float:
 
 def analyze(dirs: list[Path]) -> dict:
     runs = [r for d in dirs for r in load_runs(d, metrics=True) if r.get("status") == "finished"]
-    by_opt = defaultdict(dict)
+    per = defaultdict(lambda: defaultdict(dict))  # optimizer -> l -> seed -> curves
     for run in runs:
-        by_opt[run["hparams.optimizer"]][float(run["config.oracle.svag_l"])] = curves(run)
+        per[run["hparams.optimizer"]][float(run["config.oracle.svag_l"])][int(run["config.seed"])] = \
+            curves(run)
+    by_opt, floors, n_seeds = {}, {}, {}
+    for opt, by_l in per.items():
+        seeds = sorted(set.intersection(*(set(v) for v in by_l.values())))
+        n_seeds[opt] = len(seeds)
+        by_opt[opt] = {l: mean_curves([v[s] for s in seeds]) for l, v in by_l.items()}
+        ones = list(by_l.get(1.0, {}).values())
+        if len(ones) >= 2:
+            floors[opt] = {m: float(np.mean([gap(a, b, m) for i, a in enumerate(ones)
+                                             for b in ones[i + 1:]]))
+                           for m in ("train_loss", "test_accuracy", "test_loss")}
     metrics = ("train_loss", "test_accuracy", "test_loss")
     gaps = {}
     fig, axes = plt.subplots(len(by_opt), 2, figsize=(11, 3.3 * len(by_opt)), squeeze=False)
@@ -65,6 +92,9 @@ def analyze(dirs: list[Path]) -> dict:
         ls = sorted(ladder)
         gaps[opt] = {m: [gap(ladder[a], ladder[b], m) for a, b in zip(ls, ls[1:])] for m in metrics}
         gaps[opt]["l_pairs"] = [[a, b] for a, b in zip(ls, ls[1:])]
+        gaps[opt]["n_seeds"] = n_seeds[opt]
+        if opt in floors:
+            gaps[opt]["seed_floor"] = floors[opt]
         for i, l in enumerate(ls):
             c = ladder[l]
             axes[row, 0].plot(c["window_t"], c["window_loss"], "o-", ms=3, color=f"C{i}",
@@ -83,7 +113,8 @@ def analyze(dirs: list[Path]) -> dict:
     verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {o: {m: g[m] for m in metrics}
                                                         for o, g in gaps.items()}})
     summary = {"runs": [{"optimizer": r["hparams.optimizer"], "l": r["config.oracle.svag_l"],
-                         "lr": r["hparams.lr"], "steps": r["hparams.steps"],
+                         "seed": r["config.seed"], "lr": r["hparams.lr"],
+                         "steps": r["hparams.steps"],
                          "wall_time_s": r["wall_time_s"],
                          "final_test_accuracy": r.get("final.test_accuracy")} for r in runs],
                "gaps": gaps, "verdict": verdict, "passed": verdict["passed"]}

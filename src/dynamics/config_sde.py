@@ -30,7 +30,7 @@ class SDEConfig:
     control_theta0: float = 3.0  # part 3: initial θ of the low-noise control (θ0 = 1 otherwise)
     base_batch: int = 512  # part 3: base batch B0
     base_lr: float = 0.1  # part 3: base η of RMSprop/Adam at B0 (SGD: base_lr · sgd_lr_factor)
-    sgd_lr_factor: float = 4.0  # part 3: SGD base η = base_lr · sgd_lr_factor
+    sgd_lr_factor: float = 1.0  # part 3: SGD base η = base_lr · sgd_lr_factor (ηh ≤ 0.1: SDE regime)
     b1: float = 0.9  # part 3: Adam β1 at B0
     b2: float = 0.999  # part 3: β2 at B0
     eps: float = 1e-8  # part 3: ε at B0 (outside the square root)

@@ -31,7 +31,8 @@ def sde_quadratic(columns, context, *, max_z=5.0, min_ratio=1.5, sqrt_tol=0.05,
     - ``sqrt_rule_holds``: every RMSprop/Adam √-rule run within ``sqrt_tol``;
     - ``linear_rule_fails``: every RMSprop/Adam linear-rule run off by ≥ ``linear_min_gap``;
     - ``sgd_linear_rule_holds``: SGD's linear-rule runs within ``sqrt_tol``;
-    - ``floor_matches``: base floors within ``floor_tol`` of (η/4)Σ Var/(√Var + ε) (SGD: (η/4) tr Σ_B);
+    - ``floor_matches``: base floors within ``floor_tol`` of (η/4)Σ Var/(√Var + ε) (RMSprop: times
+      (1 − β2^k)^(-1/2), optax's rmsprop has no bias correction; SGD: the discrete chain Σ ηs/(2(2 − ηh)));
     - ``control_breaks_sqrt_rule``: the low-noise control's deviation ≥ ``control_min_gap``.
     """
     del columns
