@@ -97,6 +97,16 @@ def _flatten_kernel(k: jax.Array, num_out: int) -> tuple[jax.Array, bool]:
     raise ValueError(f"kernel must have shape (N1, N2) or (N1, N2, O, O); got {k.shape}")
 
 
+def _predict_test(k_test_train, coef, full: bool, num_out: int, fx_test_0, dtype) -> jax.Array:
+    """``f_test = f_test_0 + K_test,train · coef`` as ``(n_test, num_out)``; kernels must match in rank."""
+    kt, full_t = _flatten_kernel(k_test_train, num_out)
+    if full_t != full:
+        raise ValueError("k_train_train and k_test_train must both be 2-D or both be 4-D")
+    n_test = k_test_train.shape[0]
+    ft0 = jnp.broadcast_to(fx_test_0, (n_test, num_out)).astype(dtype)
+    return ft0 + _mm(kt.astype(dtype), coef).reshape(n_test, num_out)
+
+
 def _as_2d(y: jax.Array) -> jax.Array:
     return y[:, None] if y.ndim == 1 else y
 
@@ -184,12 +194,7 @@ def gradient_descent_mse(k_train_train: jax.Array, y_train: jax.Array,
 
     fx_test = None
     if k_test_train is not None:
-        kt, full_t = _flatten_kernel(k_test_train, num_out)
-        if full_t != full:
-            raise ValueError("k_train_train and k_test_train must both be 2-D or both be 4-D")
-        n_test = k_test_train.shape[0]
-        ft0 = jnp.broadcast_to(fx_test_0, (n_test, num_out)).astype(dtype)
-        fx_test = ft0 + _mm(kt.astype(dtype), coef).reshape(n_test, num_out)
+        fx_test = _predict_test(k_test_train, coef, full, num_out, fx_test_0, dtype)
         if squeeze:
             fx_test = fx_test[:, 0]
     if squeeze:

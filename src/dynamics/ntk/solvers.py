@@ -19,7 +19,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from dynamics.ntk.predict import _as_2d, _flatten_kernel
+from dynamics.ntk.predict import _as_2d, _flatten_kernel, _predict_test
 
 _mm = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
 _RIDGE_SCALES = ("absolute", "trace", "spectral")
@@ -92,12 +92,7 @@ def kernel_regression(k_train_train: jax.Array, y_train: jax.Array,
     train = (f0.reshape(r0.shape) + _mm(k, alpha)).reshape(y.shape)
     test = None
     if k_test_train is not None:
-        kt, full_t = _flatten_kernel(k_test_train, num_out)
-        if full_t != full:
-            raise ValueError("k_train_train and k_test_train must both be 2-D or both be 4-D")
-        n_test = k_test_train.shape[0]
-        ft0 = jnp.broadcast_to(fx_test_0, (n_test, num_out)).astype(dtype)
-        test = ft0 + _mm(kt.astype(dtype), alpha).reshape(n_test, num_out)
+        test = _predict_test(k_test_train, alpha, full, num_out, fx_test_0, dtype)
         test = test[:, 0] if squeeze else test
     return KernelRegressionFit(alpha=alpha, train=train[:, 0] if squeeze else train, test=test)
 
