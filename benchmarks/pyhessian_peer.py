@@ -8,23 +8,13 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 from pyhessian import hessian
+from torch_mlp import load_tanh_mlp  # benchmarks/torch_mlp.py
 
 
 def main(path: str, tol: float, repeats: int) -> None:
-    data = np.load(path)
-    layers, i = [], 0
-    while f"w{i}" in data:
-        w, b = torch.tensor(data[f"w{i}"]), torch.tensor(data[f"b{i}"])
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(w.T)
-            lin.bias.copy_(b)
-        layers += [lin, torch.nn.Tanh()]
-        i += 1
-    model = torch.nn.Sequential(*layers[:-1])
+    model, data = load_tanh_mlp(path)
     x, y = torch.tensor(data["x"]), torch.tensor(data["y"])
 
     def criterion(out, target):  # ½‖f − y‖² summed over outputs, mean over examples (dynamics' mse)

@@ -14,21 +14,13 @@ import time
 import numpy as np
 import torch
 from torch.func import functional_call, jacrev, vmap
+from torch_mlp import load_tanh_mlp  # benchmarks/torch_mlp.py
 
 
 def main(path: str, repeats: int, out_path: str) -> None:
     torch.set_default_dtype(torch.float32)
-    data = np.load(path)
-    layers, i = [], 0
-    while f"w{i}" in data:
-        w, b = torch.tensor(data[f"w{i}"]), torch.tensor(data[f"b{i}"])
-        lin = torch.nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            lin.weight.copy_(w.T)
-            lin.bias.copy_(b)
-        layers += [lin, torch.nn.Tanh()]
-        i += 1
-    model = torch.nn.Sequential(*layers[:-1]).eval()
+    model, data = load_tanh_mlp(path)
+    model = model.eval()
     x = torch.tensor(data["x"])
     params = {k: v.detach() for k, v in model.named_parameters()}
 
