@@ -15,6 +15,15 @@ def key():
 
 
 @pytest.fixture
+def x64():
+    """Run a test with 64-bit floats, then restore the previous setting."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
 def compose():
     """``compose(*overrides) -> Config``: compose conf/ like the CLI and convert to dataclasses."""
     from hydra import compose as hydra_compose

@@ -10,12 +10,7 @@ import pytest
 from dynamics import flows
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 for every test here (conftest)
 
 
 @pytest.mark.parametrize("sigma", [0.0, 1.0])

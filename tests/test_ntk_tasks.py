@@ -29,12 +29,7 @@ REFERENCE = Path(__file__).parent / "data" / "nt_reference.npz"
 W_STD, B_STD = 1.5, 0.1
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+pytestmark = pytest.mark.usefixtures("x64")  # float64 for every test here (conftest)
 
 
 @pytest.fixture(scope="module")
