@@ -76,6 +76,38 @@ def test_minibatch_sgd_uses_batches_of_the_given_size(compose, tmp_path):
     assert summary["status"] == "finished" and summary["hparams"]["batch_size"] == 16
 
 
+def test_sampling_with_replacement_draws_uniform_independent_indices():
+    from dynamics.data import BATCH_SAMPLERS
+
+    draw = jax.jit(jax.vmap(BATCH_SAMPLERS.get("with_replacement"), in_axes=(None, 0, None, None)),
+                   static_argnums=(2, 3))
+    idx = np.asarray(draw(jax.random.key(0), jnp.arange(4000), 10, 5))  # 20,000 draws of 0..9
+    counts = np.bincount(idx.ravel(), minlength=10)
+    # multinomial(20000, 1/10): sd of a count = sqrt(20000 * 0.1 * 0.9) = 42.4; 5 sd = 212
+    assert np.abs(counts - 2000).max() < 212
+    # repeats within a batch of 5 from 10: P(all distinct) = 10*9*8*7*6 / 10^5 = 0.3024 (sd 0.0073)
+    distinct = np.mean([len(set(row)) == 5 for row in idx])
+    assert abs(distinct - 0.3024) < 0.03
+    same = np.asarray(draw(jax.random.key(0), jnp.arange(4000), 10, 5))
+    assert np.array_equal(idx, same)
+
+
+def test_sampling_and_data_seed_reach_the_run(compose, tmp_path):
+    base = ("+exp=smoke", "train.steps=10", "probes.sharpness.every=0")
+    run(compose(*base, "train.sampling=with_replacement"), tmp_path / "a")
+    run(compose(*base), tmp_path / "b")
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert a[0]["loss"] != b[0]["loss"]  # other batches at step 0 (same init)
+    # data.seed fixes the data while seed changes init and batches
+    from dynamics.tasks.train import build_point
+
+    p0, p1 = (build_point(compose(*base, f"seed={s}", "data.seed=7")) for s in (0, 1))
+    assert np.array_equal(p0.dataset.x_test, p1.dataset.x_test)
+    assert not np.array_equal(jax.tree.leaves(p0.state.params)[0], jax.tree.leaves(p1.state.params)[0])
+    q = build_point(compose(*base, "seed=0"))
+    assert not np.array_equal(p0.dataset.x_test, q.dataset.x_test)
+
+
 def test_run_outputs_and_load_runs(compose, tmp_path):
     run(compose("+exp=smoke"), tmp_path / "a")
     run(compose("+exp=smoke", "optimizer.lr=0.05"), tmp_path / "b")

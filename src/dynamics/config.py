@@ -46,6 +46,7 @@ class DataConfig:
     noise: float = 0.0  # teacher label noise std
     classes: Optional[list[int]] = None  # mnist1d: keep these classes, relabelled 0..k-1
     path: Optional[str] = None  # cifar10: folder with the python batches
+    seed: Optional[int] = None  # the data stream's seed (null: the run's ``seed``); fixes the data across seeds
 
 
 @dataclass
@@ -143,6 +144,7 @@ class TrainConfig:
     batch_size: Optional[int] = None
     log_every: int = 1
     loss: str = "mse"  # mse (½‖f−y‖², mean over examples) | cross_entropy
+    sampling: str = "without_replacement"  # minibatch draws: without_replacement | with_replacement
 
 
 @dataclass
@@ -234,7 +236,7 @@ def register_configs() -> None:
 
 def validate(cfg: Config) -> None:
     """Check values before anything is built; raise ``ConfigError`` naming the key."""
-    from dynamics.data import DATASETS
+    from dynamics.data import BATCH_SAMPLERS, DATASETS
     from dynamics.losses import LOSSES
     from dynamics.models.base import ACTIVATIONS, KERNEL_INITS, MODELS
     from dynamics.optim import OPTIMIZERS
@@ -248,6 +250,7 @@ def validate(cfg: Config) -> None:
     DATASETS.get(cfg.data.name)
     OPTIMIZERS.get(cfg.optimizer.name)
     LOSSES.get(cfg.train.loss)
+    BATCH_SAMPLERS.get(cfg.train.sampling)
     check_criteria(cfg.verdict.name, cfg.verdict.criteria)
     from dynamics.scaling import SCALING_RULES
     from dynamics.train.oracles import ORACLES

@@ -38,9 +38,28 @@ class Dataset(NamedTuple):
         return int(self.x_train.shape[0])
 
 
+BATCH_SAMPLERS: Registry[Callable[..., jax.Array]] = Registry("batch sampler", "train.sampling")
+
+
+@BATCH_SAMPLERS.register("without_replacement")
 def sample_batch(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> jax.Array:
-    """Indices of the minibatch for ``step``: a pure function of ``(key, step)``, without replacement."""
+    """Indices of the minibatch for ``step``: a pure function of ``(key, step)``, without replacement.
+
+    Costs a permutation of all ``n`` indices per step (about 23 ms at n = 50,000 on a CPU core).
+    """
     return jax.random.choice(jax.random.fold_in(key, step), n, (batch_size,), replace=False)
+
+
+@BATCH_SAMPLERS.register("with_replacement")
+def sample_batch_with_replacement(key: jax.Array, step: jax.Array, n: int,
+                                  batch_size: int) -> jax.Array:
+    """Indices drawn i.i.d. uniformly (with replacement): O(batch_size) per step, for large ``n``.
+
+    Every example of the batch is an independent uniform draw, the sampling model of the SDE
+    approximations (papers/sde.md); for ``batch_size`` ≪ ``n`` it differs from sampling without
+    replacement only by repeats within a batch (probability ≈ B²/2n).
+    """
+    return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n)
 
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry("data set", "data.name")

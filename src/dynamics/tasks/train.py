@@ -103,8 +103,9 @@ def build_point(cfg: Config) -> Point:
     """Data, model, optimizer, initial state and probes for ``cfg`` (nothing compiled yet)."""
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)
-    data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
-    dataset = build_dataset(cfg.data.name, streams["data"], dtype=dtype, **data_options)
+    data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("name", "seed")}
+    data_key = streams["data"] if cfg.data.seed is None else rng_streams(cfg.data.seed)["data"]
+    dataset = build_dataset(cfg.data.name, data_key, dtype=dtype, **data_options)
     classification = dataset.num_classes > 0
     check(cfg.train.batch_size is None or cfg.train.batch_size <= dataset.n_train,
           "train.batch_size", cfg.train.batch_size, f"null or 1..{dataset.n_train} (data.n_train)")
@@ -125,6 +126,7 @@ def build_point(cfg: Config) -> Point:
                         classification=classification, oracle=cfg.oracle.name,
                         label_noise_std=cfg.oracle.label_noise_std,
                         num_classes=dataset.num_classes, svag_l=cfg.oracle.svag_l,
+                        sampling=cfg.train.sampling,
                         adaptive=is_adaptive(cfg.optimizer.name))
     ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
     probes = build_probes(cfg, ctx, params, streams["probe"])

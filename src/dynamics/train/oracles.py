@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax
 
-from dynamics.data.base import sample_batch
+from dynamics.data.base import BATCH_SAMPLERS
 from dynamics.registry import Registry
 from dynamics.svag import svag_weights
 
@@ -21,19 +21,20 @@ Oracle = Callable[..., tuple]
 ORACLES: Registry[Callable[..., Oracle]] = Registry("gradient oracle", "oracle.name")
 
 
-def _batch(x, y, key, step, batch_size):
+def _batch(x, y, key, step, batch_size, sampling="without_replacement"):
     if batch_size is None:
         return x, y
-    idx = sample_batch(key, step, x.shape[0], batch_size)
+    idx = BATCH_SAMPLERS.get(sampling)(key, step, x.shape[0], batch_size)
     return x[idx], y[idx]
 
 
 @ORACLES.register("batch")
-def batch_oracle(objective: Callable, *, batch_size: int | None, **_) -> Oracle:
+def batch_oracle(objective: Callable, *, batch_size: int | None,
+                 sampling: str = "without_replacement", **_) -> Oracle:
     """The gradient of the objective on the step's batch (all examples when ``batch_size`` is None)."""
 
     def oracle(params, x, y, key, step):
-        xb, yb = _batch(x, y, key, step, batch_size)
+        xb, yb = _batch(x, y, key, step, batch_size, sampling)
         (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params, xb, yb)
         return value, outputs, yb, grads
 
@@ -42,7 +43,7 @@ def batch_oracle(objective: Callable, *, batch_size: int | None, **_) -> Oracle:
 
 @ORACLES.register("label_noise")
 def label_noise_oracle(objective: Callable, *, batch_size: int | None, label_noise_std: float,
-                       num_classes: int = 0, **_) -> Oracle:
+                       num_classes: int = 0, sampling: str = "without_replacement", **_) -> Oracle:
     r"""Label-noise SGD (Blanc et al. 2020; Li, Wang, Arora 2022): fresh Gaussian noise on the targets.
 
     Each step replaces the batch's regression targets :math:`y` by :math:`y + \sigma\xi` with
@@ -51,7 +52,7 @@ def label_noise_oracle(objective: Callable, *, batch_size: int | None, label_noi
     """
 
     def oracle(params, x, y, key, step):
-        xb, labels = _batch(x, y, key, step, batch_size)
+        xb, labels = _batch(x, y, key, step, batch_size, sampling)
         clean = jax.nn.one_hot(labels, num_classes, dtype=xb.dtype) if num_classes else labels
         noise_key = jax.random.fold_in(jax.random.fold_in(key, 1), step)
         noisy = clean + label_noise_std * jax.random.normal(noise_key, clean.shape, clean.dtype)
@@ -63,7 +64,7 @@ def label_noise_oracle(objective: Callable, *, batch_size: int | None, label_noi
 
 @ORACLES.register("svag")
 def svag_oracle(objective: Callable, *, batch_size: int | None, svag_l: float, adaptive: bool,
-                **_) -> Oracle:
+                sampling: str = "without_replacement", **_) -> Oracle:
     r"""SVAG (Li, Malladi, Arora 2021): :math:`g = r_1 g(B_1) + r_2 g(B_2)` on two independent batches.
 
     :math:`r_{1,2} = (1 \pm \sqrt{2\ell - 1})/2` for SGD and :math:`(1 \pm \sqrt{2\ell^2 - 1})/2` for
@@ -84,8 +85,8 @@ def svag_oracle(objective: Callable, *, batch_size: int | None, svag_l: float, a
         return r1 * v1 + r2 * v2, (0.5 * (v1 + v2), out1)
 
     def oracle(params, x, y, key, step):
-        x1, y1 = _batch(x, y, key, 2 * step, batch_size)
-        x2, y2 = _batch(x, y, key, 2 * step + 1, batch_size)
+        x1, y1 = _batch(x, y, key, 2 * step, batch_size, sampling)
+        x2, y2 = _batch(x, y, key, 2 * step + 1, batch_size, sampling)
         (_, (value, outputs)), grads = jax.value_and_grad(combined, has_aux=True)(
             params, x1, y1, x2, y2)
         return value, outputs, y1, grads
