@@ -56,27 +56,44 @@ def gaps(run: dict, base: dict) -> dict:
     return {"test_accuracy_abs": float(acc), "train_loss_rel": loss, "gap": max(float(acc), loss)}
 
 
+def mean_curves(group: list[dict]) -> dict:
+    """The mean over seeds: window losses averaged, test accuracy averaged at the common eval points."""
+    common = sorted(set.intersection(*(set(c["eval"]) for c in group)))
+    return {"eval": {s: float(np.mean([c["eval"][s] for c in group])) for s in common},
+            "window_loss": np.mean([c["window_loss"] for c in group], axis=0),
+            "window_x": group[0]["window_x"]}
+
+
+def seed_floor(group: list[dict]) -> float | None:
+    """Noise level of a gap between two means of ``len(group)`` seeds: the gap between the means of the
+    two halves of the base run's seeds, divided by √2 (a half-mean has twice the variance of a full mean,
+    so half-vs-half differences are √2 × full-vs-full ones). It uses independent inits, while the scaled
+    runs share the base run's init, so it over-estimates the noise of their gaps."""
+    if len(group) < 2:
+        return None
+    half = len(group) // 2
+    return gaps(mean_curves(group[:half]), mean_curves(group[half:2 * half]))["gap"] / np.sqrt(2)
+
+
 def analyze(dirs: list[Path]) -> dict:
     runs = [r for d in dirs for r in load_runs(d, metrics=True) if r.get("status") == "finished"]
-    by_opt, other_bases = defaultdict(dict), defaultdict(list)
-    seed0 = min(int(r["config.seed"]) for r in runs)
+    seeds = defaultdict(dict)  # optimizer -> (rule, κ) -> seed -> curves
     for run in runs:
-        kappa, opt = float(run["config.scaling.kappa"]), run["hparams.optimizer"]
-        if int(run["config.seed"]) == seed0:
-            by_opt[opt][(run["config.scaling.rule"], kappa)] = curves(run)
-        elif kappa == 1.0:
-            other_bases[opt].append(curves(run))
-    floors = {}
-    table, gap_map = [], defaultdict(dict)
-    fig, axes = plt.subplots(len(by_opt), 2, figsize=(11, 3.3 * len(by_opt)), squeeze=False)
-    for row, (opt, group) in enumerate(sorted(by_opt.items())):
-        base = next(c for (rule, k), c in group.items() if k == 1.0)
-        if other_bases[opt]:
-            floors[opt] = max(gaps(o, base)["gap"] for o in other_bases[opt])
+        key = (run["config.scaling.rule"], float(run["config.scaling.kappa"]))
+        seeds[run["hparams.optimizer"]].setdefault(key, {})[int(run["config.seed"])] = curves(run)
+    floors, counts, table, gap_map = {}, {}, [], defaultdict(dict)
+    fig, axes = plt.subplots(len(seeds), 2, figsize=(11, 3.3 * len(seeds)), squeeze=False)
+    for row, (opt, by_point) in enumerate(sorted(seeds.items())):
+        shared = sorted(set.intersection(*(set(s) for s in by_point.values())))  # seeds at every point
+        group = {k: mean_curves([v[s] for s in shared]) for k, v in by_point.items()}
+        base_key = next(k for k in group if k[1] == 1.0)
+        base = group[base_key]
+        counts[opt] = len(shared)
+        floors[opt] = seed_floor([by_point[base_key][s] for s in shared])
         for i, ((rule, kappa), c) in enumerate(sorted(group.items())):
             style = "-" if rule == "sqrt" else ":"
             label = "κ = 1 (base)" if kappa == 1.0 else f"{rule}, κ = {kappa:g}"
-            if kappa == 1.0 and rule != "sqrt" and any(k == 1.0 and r == "sqrt" for r, k in group):
+            if kappa == 1.0 and (rule, kappa) != base_key:
                 continue
             axes[row, 0].plot(c["window_x"], c["window_loss"], style, marker="o", ms=3,
                               color=f"C{i}", label=label)
@@ -87,8 +104,9 @@ def analyze(dirs: list[Path]) -> dict:
                 g = gaps(c, base)
                 gap_map[f"{opt}/{rule}"][kappa] = g["gap"]
                 table.append({"optimizer": opt, "rule": rule, "kappa": kappa, **g})
-        axes[row, 0].set(xlabel="samples seen", ylabel="train loss (window mean)", title=opt)
-        axes[row, 1].set(xlabel="samples seen", ylabel="test accuracy", title=opt)
+        title = f"{opt} (mean of {len(shared)} seeds)"
+        axes[row, 0].set(xlabel="samples seen", ylabel="train loss (window mean)", title=title)
+        axes[row, 1].set(xlabel="samples seen", ylabel="test accuracy", title=title)
         axes[row, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(dirs[0] / "sqrt_scaling.png", dpi=120)
@@ -98,7 +116,8 @@ def analyze(dirs: list[Path]) -> dict:
                          "lr": r["hparams.lr"],
                          "batch_size": r["hparams.batch_size"], "steps": r["hparams.steps"],
                          "wall_time_s": r["wall_time_s"]} for r in runs],
-               "gaps": table, "seed_floor": floors, "verdict": verdict, "passed": verdict["passed"]}
+               "seeds": counts, "gaps": table, "seed_floor": floors, "verdict": verdict,
+               "passed": verdict["passed"]}
     (dirs[0] / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
