@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # Parallel jobs on one GPU must not each grab 75 % of its memory.
 export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
-.PHONY: help install run sweep test bench clean
+.PHONY: help install run sweep test bench nt-reference hf-reference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,24 @@ bench: install $(VENV)-bench/.installed ## time dynamics against its peers side 
 	  $(BIN)/python benchmarks/curvature.py --peer-python $(VENV)-bench/bin/python; \
 	  $(BIN)/python benchmarks/ntk.py --peer-python $(VENV)-bench/bin/python; \
 	  $(BIN)/python benchmarks/sweep.py; } > BENCHMARKS.md.tmp && mv BENCHMARKS.md.tmp BENCHMARKS.md
+
+NT_ENV ?= /tmp/ntenv
+$(NT_ENV)/.installed:
+	$(PYTHON) -m venv $(NT_ENV)
+	$(NT_ENV)/bin/python -m pip install --quiet "jax==0.4.23" "jaxlib==0.4.23" "numpy<2" "scipy<1.13" "neural-tangents==0.6.5"
+	touch $@
+
+nt-reference: $(NT_ENV)/.installed ## regenerate tests/data/nt_reference.npz in a pinned neural-tangents side env
+	$(NT_ENV)/bin/python tools/nt_reference.py --out tests/data/nt_reference.npz
+
+HF_ENV ?= /tmp/hfenv
+$(HF_ENV)/.installed:
+	$(PYTHON) -m venv $(HF_ENV)
+	$(HF_ENV)/bin/python -m pip install --quiet torch==2.13.0 "transformers==5.23.0" "safetensors==0.8.0" numpy
+	touch $@
+
+hf-reference: $(HF_ENV)/.installed ## regenerate tests/data/hf_reference.npz with Hugging Face transformers (side env)
+	$(HF_ENV)/bin/python tools/hf_reference.py --out tests/data/hf_reference.npz
 
 clean: ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
