@@ -74,11 +74,36 @@ def test_sde_quadratic_verdict_fails_on_the_broken_claim(kwargs, failing):
         assert verdict["checks"][failing] is False
 
 
-def test_svag_ladder_verdict():
-    ok = VERDICTS.get("svag_ladder")({}, {"gaps": {"adam": {"train_loss": [0.2, 0.1, 0.05]}}})
-    assert ok["passed"] is True
-    bad = VERDICTS.get("svag_ladder")({}, {"gaps": {"adam": {"train_loss": [0.2, 0.05, 0.06]}}})
-    assert bad["passed"] is False
+def _ladder(*pairs):
+    return [{"d2": d2, "d2_se": se} for d2, se in pairs]
+
+
+@pytest.mark.parametrize("train_loss, test_accuracy, passed, status", [
+    # resolved and shrinking (the last pair clipped to noise); accuracy within noise everywhere
+    ([(2e-2, 4e-3), (2e-3, 1e-3), (-5e-4, 1e-3)], [(1e-5, 1e-5)] * 3, True, "shrinks"),
+    # resolved, but the last gap is resolved above the middle one: it grows again
+    ([(2e-2, 4e-3), (1e-3, 5e-4), (1e-2, 5e-4)], [(1e-5, 1e-5)] * 3, False, "does not shrink"),
+    # resolved, and the first gap's excess over the last is not resolved
+    ([(2e-2, 4e-3), (1e-2, 4e-3), (1.5e-2, 6e-3)], [(1e-5, 1e-5)] * 3, False, "does not shrink"),
+])
+def test_svag_ladder_verdict(train_loss, test_accuracy, passed, status):
+    gaps = {"adam": {"train_loss": _ladder(*train_loss), "test_accuracy": _ladder(*test_accuracy)}}
+    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": gaps})
+    assert verdict["passed"] is passed
+    assert verdict["status"] == {"adam/train_loss": status, "adam/test_accuracy": "within noise"}
+
+
+def test_svag_ladder_verdict_is_not_vacuous_and_catches_growth_from_noise():
+    noise = _ladder((1e-5, 1e-5), (-1e-5, 1e-5), (1e-5, 1e-5))
+    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {"adam": {"train_loss": noise}}})
+    assert verdict["passed"] is False  # nothing resolved: no evidence either way
+    assert verdict["checks"] == {"adam_train_loss": True, "adam_has_a_resolved_shrinking_metric": False}
+    flat = _ladder((2.5e-5, 1.6e-5), (2.5e-5, 1.2e-5), (2.5e-5, 1.8e-5))  # 2 SE, but not growing
+    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {"adam": {"train_loss": flat}}})
+    assert verdict["status"]["adam/train_loss"] == "within noise"
+    grows = _ladder((1e-5, 1e-5), (1e-5, 1e-5), (1e-3, 1e-4))
+    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {"adam": {"train_loss": grows}}})
+    assert verdict["status"]["adam/train_loss"] == "grows from noise"
 
 
 def test_scaling_rule_verdict():

@@ -1,22 +1,25 @@
 """Cross-run figure and verdict of the svag multiruns (one per optimizer).
 
 Usage: python experiments/svag/analyze.py MULTIRUN_DIR [MULTIRUN_DIR ...]   (default: every
-multirun/svag/<date>). Groups the runs by optimizer and ℓ (``oracle.svag_l``), puts the curves on the
-continuous-time axis (``time`` = step·η for SGD, step·η² for RMSprop/Adam, after SVAG's rescaling), and
-measures the distance between consecutive ℓ at matched times:
+multirun/svag/<date>). Groups the runs by optimizer, ℓ (``oracle.svag_l``) and seed, puts the curves on
+the continuous-time axis (``time`` = step·η for SGD, step·η² for RMSprop/Adam, after SVAG's rescaling),
+and measures the distance between the *expected* curves of consecutive ℓ — SVAG's claim is weak
+convergence, i.e. of expectations E g(θ_t) — at matched times:
 
 - test accuracy and test loss from the eval probe (logged every 10 steps; the times of ℓ = 1 are a subset
-  of every other ℓ's, so no interpolation): mean |a_ℓ(t) − a_2ℓ(t)| over those times;
+  of every other ℓ's, so no interpolation);
 - train loss: the batch losses averaged in ``WINDOWS`` equal windows of continuous time (each holds ℓ²×
-  more steps at larger ℓ), then the mean |·| between consecutive ℓ.
+  more steps at larger ℓ).
 
-Seeds: the ladder compares, at each ℓ, the mean curve over the seeds run at every ℓ of that optimizer
-(``-m ... seed=0,1,2``). Runs of other seeds at ℓ = 1 only (e.g. ``seed=1 oracle.svag_l=1`` written
-anywhere under the multirun directory) count for ``seed_floor`` alone: the mean distance between two
-single runs of different seeds at ℓ = 1, the part of a single-seed gap that is run-to-run noise rather
-than discretization (a gap between means of S seeds carries about seed_floor/√S of it).
+Distance d(ℓ, 2ℓ): the root mean square over the times of the difference of the seed means, with the
+sampling noise of the means removed: with the paired differences D_i(t) between the runs of seed i at ℓ
+and 2ℓ (seed i gives both the same init), d² = mean_t[D̄(t)² − s²_D(t)/S] (s²_D the variance over the S
+seeds), an unbiased estimate of the squared distance between the expected curves (d = 0 when the estimate
+is negative). Without the correction a distance between two S-seed means never falls below the
+noise level ≈ √(2/S)·s, and the ladder compares noise with noise. ``d2_se``: the jackknife standard error
+of d² over seeds (seed i of every ℓ left out together). ``raw``: the uncorrected mean |m̄_ℓ − m̄_2ℓ|.
 
-Writes ``svag.png`` and ``sweep_summary.json`` (the ``svag_ladder`` verdict: every gap sequence shrinks)
+Writes ``svag.png`` and ``sweep_summary.json`` (the ``svag_ladder`` verdict on d: every sequence shrinks)
 into the first directory.
 """
 
@@ -51,22 +54,43 @@ def curves(run: dict) -> dict:
             "window_loss": window_loss, "window_t": 0.5 * (edges[1:] + edges[:-1])}
 
 
+METRICS = ("train_loss", "test_accuracy", "test_loss")
+
+
 def mean_curves(cs: list[dict]) -> dict:
-    """The mean over seeds of curves at one ℓ (same eval times and windows)."""
-    if len(cs) == 1:
-        return cs[0]
+    """The mean over seeds of curves at one ℓ (same eval times and windows), for the figure."""
     common = set.intersection(*(set(c["eval"]) for c in cs))
     return {"eval": {t: tuple(np.mean([c["eval"][t] for c in cs], axis=0)) for t in common},
             "window_loss": np.mean([c["window_loss"] for c in cs], axis=0),
             "window_t": cs[0]["window_t"]}
 
 
-def gap(a: dict, b: dict, metric: str) -> float:
+def stack(cs: list[dict], metric: str, times: list[float]) -> np.ndarray:
+    """(seeds, points) values of ``metric``: the train-loss windows or the eval points at ``times``."""
     if metric == "train_loss":
-        return float(np.mean(np.abs(a["window_loss"] - b["window_loss"])))
+        return np.array([c["window_loss"] for c in cs])
     col = 0 if metric == "test_accuracy" else 1
-    common = sorted(set(a["eval"]) & set(b["eval"]))
-    return float(np.mean([abs(a["eval"][t][col] - b["eval"][t][col]) for t in common]))
+    return np.array([[c["eval"][t][col] for t in times] for c in cs])
+
+
+def squared_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased estimate of mean_t (E a_t − E b_t)² from paired seeds (row i of ``a`` and ``b``: seed i).
+
+    Seed i gives both runs the same init, so they are correlated; the i.i.d. paired differences
+    D_i = a_i − b_i make the estimate unbiased anyway: E[D̄²] = (E D)² + Var(D)/S.
+    """
+    diff = a - b
+    return float(np.mean(diff.mean(axis=0) ** 2 - diff.var(axis=0, ddof=1) / len(diff)))
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> dict:
+    """d = √max(d², 0), d² with its jackknife standard error over seeds, and the uncorrected mean |Δ|."""
+    d2 = squared_distance(a, b)
+    n = len(a)
+    loo = np.array([squared_distance(np.delete(a, i, 0), np.delete(b, i, 0)) for i in range(n)])
+    se = float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
+    return {"d": float(np.sqrt(max(d2, 0.0))), "d2": d2, "d2_se": se,
+            "raw": float(np.mean(np.abs(a.mean(axis=0) - b.mean(axis=0))))}
 
 
 def analyze(dirs: list[Path]) -> dict:
@@ -75,42 +99,37 @@ def analyze(dirs: list[Path]) -> dict:
     for run in runs:
         per[run["hparams.optimizer"]][float(run["config.oracle.svag_l"])][int(run["config.seed"])] = \
             curves(run)
-    by_opt, floors, n_seeds = {}, {}, {}
-    for opt, by_l in per.items():
-        seeds = sorted(set.intersection(*(set(v) for v in by_l.values())))
-        n_seeds[opt] = len(seeds)
-        by_opt[opt] = {l: mean_curves([v[s] for s in seeds]) for l, v in by_l.items()}
-        ones = list(by_l.get(1.0, {}).values())
-        if len(ones) >= 2:
-            floors[opt] = {m: float(np.mean([gap(a, b, m) for i, a in enumerate(ones)
-                                             for b in ones[i + 1:]]))
-                           for m in ("train_loss", "test_accuracy", "test_loss")}
-    metrics = ("train_loss", "test_accuracy", "test_loss")
     gaps = {}
-    fig, axes = plt.subplots(len(by_opt), 2, figsize=(11, 3.3 * len(by_opt)), squeeze=False)
-    for row, (opt, ladder) in enumerate(sorted(by_opt.items())):
-        ls = sorted(ladder)
-        gaps[opt] = {m: [gap(ladder[a], ladder[b], m) for a, b in zip(ls, ls[1:])] for m in metrics}
-        gaps[opt]["l_pairs"] = [[a, b] for a, b in zip(ls, ls[1:])]
-        gaps[opt]["n_seeds"] = n_seeds[opt]
-        if opt in floors:
-            gaps[opt]["seed_floor"] = floors[opt]
+    fig, axes = plt.subplots(len(per), 2, figsize=(11, 3.3 * len(per)), squeeze=False)
+    for row, (opt, by_l) in enumerate(sorted(per.items())):
+        ls = sorted(by_l)
+        seeds = sorted(set.intersection(*(set(v) for v in by_l.values())))
+        if len(seeds) < 2:
+            sys.exit(f"{opt}: the distances need >= 2 seeds at every l (have {seeds})")
+        ladder = {l: [by_l[l][s] for s in seeds] for l in ls}
+        times = sorted(set.intersection(*(set(c["eval"]) for cs in ladder.values() for c in cs)))
+        pairs = list(zip(ls, ls[1:]))
+        table = {m: [distance(stack(ladder[a], m, times), stack(ladder[b], m, times)) for a, b in pairs]
+                 for m in METRICS}
+        gaps[opt] = {m: [x["d"] for x in table[m]] for m in METRICS}
+        gaps[opt].update({f"{m}_detail": table[m] for m in METRICS})
+        gaps[opt]["l_pairs"] = [list(p) for p in pairs]
+        gaps[opt]["n_seeds"] = len(seeds)
         for i, l in enumerate(ls):
-            c = ladder[l]
+            c = mean_curves(ladder[l])
             axes[row, 0].plot(c["window_t"], c["window_loss"], "o-", ms=3, color=f"C{i}",
                               label=f"ℓ = {l:g}")
             ts = sorted(c["eval"])
             axes[row, 1].plot(ts, [c["eval"][t][0] for t in ts], color=f"C{i}", lw=0.8,
                               label=f"ℓ = {l:g}")
-        axes[row, 0].set(xlabel="continuous time", ylabel="train loss (window mean)",
-                         title=f"{opt}: train loss per ℓ")
-        axes[row, 1].set(xlabel="continuous time", ylabel="test accuracy",
-                         title=f"{opt}: test accuracy per ℓ")
+        title = f"{opt} (mean of {len(seeds)} seeds)"
+        axes[row, 0].set(xlabel="continuous time", ylabel="train loss (window mean)", title=title)
+        axes[row, 1].set(xlabel="continuous time", ylabel="test accuracy", title=title)
         axes[row, 0].legend(fontsize=7)
         axes[row, 1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(dirs[0] / "svag.png", dpi=120)
-    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {o: {m: g[m] for m in metrics}
+    verdict = VERDICTS.get("svag_ladder")({}, {"gaps": {o: {m: g[f"{m}_detail"] for m in METRICS}
                                                         for o, g in gaps.items()}})
     summary = {"runs": [{"optimizer": r["hparams.optimizer"], "l": r["config.oracle.svag_l"],
                          "seed": r["config.seed"], "lr": r["hparams.lr"],
