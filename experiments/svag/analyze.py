@@ -19,8 +19,8 @@ is negative). Without the correction a distance between two S-seed means never f
 noise level ≈ √(2/S)·s, and the ladder compares noise with noise. ``d2_se``: the jackknife standard error
 of d² over seeds (seed i of every ℓ left out together). ``raw``: the uncorrected mean |m̄_ℓ − m̄_2ℓ|.
 
-Writes ``svag.png`` and ``sweep_summary.json`` (the ``svag_ladder`` verdict on d: every sequence shrinks)
-into the first directory.
+Writes ``svag.png`` and ``sweep_summary.json`` (the ``svag_ladder`` verdict on d²: no sequence grows,
+and one per optimizer shrinks) into the first directory.
 """
 
 import json
