@@ -121,3 +121,24 @@ def test_normalized_gd_steps_have_length_lr_and_gd_decays_weights():
 def test_missing_hyperparameter_is_reported():
     with pytest.raises(ConfigError, match="optimizer.b2 is missing"):
         build_optimizer("adam", lr=0.1, b1=0.9, b2=None, eps=1e-8)
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_rmsprop_follows_its_update_equation_with_and_without_bias_correction(bias_correction):
+    A, loss = quadratic()
+    w0, lr, b2, eps = jnp.array([1.0, -1.0]), 0.05, 0.9, 1e-8
+    tx = build_optimizer("rmsprop", lr=lr, b2=b2, eps=eps, bias_correction=bias_correction)
+    w, state = w0, tx.init(w0)
+    ref, nu = np.asarray(w0, np.float64), np.zeros(2)
+    for t in range(1, 6):
+        g = np.asarray(A) @ ref
+        nu = b2 * nu + (1 - b2) * g ** 2
+        nu_hat = nu / (1 - b2 ** t) if bias_correction else nu
+        ref = ref - lr * g / np.sqrt(nu_hat + eps)  # optax: eps inside the square root
+        updates, state = tx.update(jax.grad(loss)(w), state, w)
+        w = optax.apply_updates(w, updates)
+    np.testing.assert_allclose(w, ref, rtol=1e-5)
+    if bias_correction:  # the first step of the corrected one is ±lr per coordinate
+        first = build_optimizer("rmsprop", lr=lr, b2=b2, eps=eps, bias_correction=True)
+        step, _ = first.update(jax.grad(loss)(w0), first.init(w0), w0)
+        np.testing.assert_allclose(step, -lr * np.sign(np.asarray(A) @ np.asarray(w0)), rtol=1e-5)

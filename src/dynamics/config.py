@@ -60,6 +60,7 @@ class OptimizerConfig:
     b2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    bias_correction: bool = False  # rmsprop: ν/(1 − β2^t), as PyTorch's Adam with β1 = 0 (SVAG paper's code)
 
 
 @dataclass

@@ -13,7 +13,9 @@ Conventions (optax's, written out):
   curvature λ iff λ < (2 + 2β)/η.
 - ``nesterov``: optax's Nesterov form of the above.
 - ``adam`` / ``adamw``: bias-corrected moments, θ ← θ − η m̂/(√ν̂ + ε) (− η·wd·θ for adamw).
-- ``rmsprop``: ν ← β2 ν + (1 − β2) g²; θ ← θ − η g/√(ν + ε) (optax: ε inside the square root).
+- ``rmsprop``: ν ← β2 ν + (1 − β2) g²; θ ← θ − η g/√(ν + ε) (optax: ε inside the square root);
+  ``optimizer.bias_correction=true`` divides ν by 1 − β2^t (PyTorch's Adam with β1 = 0, the "RMSprop"
+  of the SVAG / square-root-rule paper's code).
 """
 
 from dynamics.optim.registry import OPTIMIZERS, build_optimizer, hyperparams_of

@@ -19,6 +19,7 @@ class OptimizerSpec(NamedTuple):
     factory: Callable[..., optax.GradientTransformation]
     hparams: dict[str, str]
     static: dict[str, object] = {}
+    flags: dict[str, str] = {}  # factory argument -> config key of a static (not traced) boolean
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer", "optimizer.name")
@@ -34,7 +35,8 @@ OPTIMIZERS.register("adam")(
 OPTIMIZERS.register("adamw")(OptimizerSpec(
     optax.adamw, {**_LR, "b1": "b1", "b2": "b2", "eps": "eps", "weight_decay": "weight_decay"}))
 OPTIMIZERS.register("rmsprop")(
-    OptimizerSpec(optax.rmsprop, {**_LR, "decay": "b2", "eps": "eps"}))
+    OptimizerSpec(optax.rmsprop, {**_LR, "decay": "b2", "eps": "eps"},
+                  flags={"bias_correction": "bias_correction"}))
 
 
 def hyperparams_of(name: str, config: dict) -> dict[str, float]:
@@ -57,5 +59,5 @@ def build_optimizer(name: str, /, **config) -> optax.GradientTransformation:
         raise ConfigError(f"optimizer.{missing[0]} is missing: optimizer {name!r} needs "
                           f"{', '.join('optimizer.' + k for k in spec.hparams.values())}")
     hparams = hyperparams_of(name, config)
-    return optax.inject_hyperparams(spec.factory, static_args=tuple(spec.static))(
-        **hparams, **spec.static)
+    static = {**spec.static, **{arg: bool(config.get(key, False)) for arg, key in spec.flags.items()}}
+    return optax.inject_hyperparams(spec.factory, static_args=tuple(static))(**hparams, **static)
