@@ -41,7 +41,8 @@ bench: install $(VENV)-bench/.installed ## time dynamics against its peers side 
 	{ printf '# Benchmarks\n\nWritten by `make bench` on %s; each section is one run of its script, timing dynamics and its peers side by side on this 2-core CPU machine.\n\n' "$$(date -u +%Y-%m-%d)"; \
 	  $(BIN)/python benchmarks/curvature.py --peer-python $(VENV)-bench/bin/python; \
 	  $(BIN)/python benchmarks/ntk.py --peer-python $(VENV)-bench/bin/python; \
-	  $(BIN)/python benchmarks/sweep.py; } > BENCHMARKS.md.tmp && mv BENCHMARKS.md.tmp BENCHMARKS.md
+	  $(BIN)/python benchmarks/sweep.py; \
+	  $(BIN)/python benchmarks/sde.py; } > BENCHMARKS.md.tmp && mv BENCHMARKS.md.tmp BENCHMARKS.md
 
 NT_ENV ?= /tmp/ntenv
 $(NT_ENV)/.installed:
