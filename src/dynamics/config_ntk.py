@@ -31,3 +31,20 @@ class NTKConfig:
     adam_lr: float = 1e-3  # fine-tuning Adam's lr (SGD's is optimizer.lr)
     kernel_ridge: float = 1e-3  # kernel regressions' ridge, relative to the kernel's largest singular value
     kernel_batch_size: Optional[int] = None  # examples per eNTK block (null: one block)
+    # ntk_prompt: a tiny masked LM pre-trained on dynamics.data.corpus; prompt vs [CLS]-head fine-tuning
+    # (also reads shots, pretrain_steps, pretrain_lr, adam_lr, kernel_ridge, kernel_batch_size above)
+    corpus_size: int = 4000  # pre-training sequences
+    template_fraction: float = 0.8  # of them: "<sentence> it was <label word> ." (label agrees)
+    other_fraction: float = 0.1  # of them: "<sentence> it was <neutral adjective> ."
+    downstream_pool: int = 512  # labelled sentences the k-shot sets are drawn from (data.n_train overrides)
+    test_size: int = 512  # downstream test sentences (data.n_test overrides)
+    encoder_hidden: int = 32
+    encoder_layers: int = 2
+    encoder_heads: int = 2
+    encoder_intermediate: int = 64
+    encoder_activation: str = "gelu"
+    pretrain_batch_size: int = 128
+    mask_prob: float = 0.15  # MLM masking probability (plus one forced mask per sequence)
+    head_init_std: float = 0.02  # the fresh [CLS] head's weights ~ N(0, std²) (BERT's initializer_range)
+    lr_scale: str = "absolute"  # absolute: GD lr = optimizer.lr | kernel: optimizer.lr · N / λ_max(K₀)
+    target_loss: Optional[float] = None  # stop fine-tuning once the training loss is ≤ this (null: never)

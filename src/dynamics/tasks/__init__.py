@@ -3,6 +3,7 @@
 from dynamics.tasks.base import TASKS
 from dynamics.tasks import train  # noqa: F401,E402  (registers the tasks)
 from dynamics.tasks import ntk  # noqa: F401,E402
+from dynamics.tasks import ntk_prompt  # noqa: F401,E402
 from dynamics.tasks import implicit_bias  # noqa: F401,E402
 from dynamics.tasks import sde  # noqa: F401,E402
 

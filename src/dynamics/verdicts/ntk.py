@@ -4,6 +4,8 @@
   relative error O(width^-1/2) (Jacot et al. 2018; fluctuations of the kernel are O(1/√width)).
 - ``ntk_finetune``: fine-tuning a pre-trained model on a few-shot task follows its kernel solution
   (Malladi et al., ICML 2023): SGD the eNTK, Adam the asymmetric SignGD kernel.
+- ``ntk_prompt``: with a meaningful prompt (label-word logits at [MASK]) the eNTK tracks GD fine-tuning
+  of a pre-trained masked LM better than with a fresh classification head on [CLS] (Malladi et al.).
 """
 
 import numpy as np
@@ -57,3 +59,37 @@ def ntk_finetune(columns, context, *, min_agreement_sgd=0.8, min_agreement_adam=
         checks[f"{k}_adam_agreement"] = adam["agreement"] >= min_agreement_adam
         checks[f"{k}_adam_acc_gap"] = abs(adam["ft_test_acc"] - adam["kernel_test_acc"]) <= max_acc_gap_adam
     return {**results, "checks": checks, "passed": all(checks.values())}
+
+
+@VERDICTS.register("ntk_prompt")
+def ntk_prompt(columns, context, *, max_gap_ratio=0.75, max_kernel_change_ratio=0.5,
+               min_agreement_margin=0.0, min_agreement_prompt=0.9,
+               min_kernel_acc_prompt=0.75) -> dict:
+    """Prompt vs head: how well the eNTK (kernel GD) tracks GD fine-tuning, for every k.
+
+    Judged on the classification margin m = f_great − f_terrible, the part of the two outputs that
+    the cross-entropy loss and the predicted class depend on. Numbers per k (``k16``, …), variant
+    (``prompt``, ``head``) and optimizer (``sgd`` = full-batch GD vs kernel GD, ``adam`` vs A-SignGD
+    regression): accuracies, ``agreement``, ``margin_function_gap`` ‖m_FT − m_kernel‖/‖m_FT − m₀‖,
+    ``margin_kernel_change`` ‖K_m(θ_T) − K_m(θ₀)‖/‖K_m(θ₀)‖, ``margin_linearization_gap``, and the same
+    three on both logits (``function_gap``, ``kernel_change``, ``linearization_gap``); ``gap_ratio`` and
+    ``kernel_change_ratio`` = prompt / head (GD). Passed, for every k (GD only; Adam is reported):
+    ``gap_ratio`` ≤ ``max_gap_ratio``; ``kernel_change_ratio`` ≤ ``max_kernel_change_ratio``; prompt
+    agreement ≥ head agreement + ``min_agreement_margin`` and ≥ ``min_agreement_prompt``; prompt kernel
+    test accuracy ≥ ``min_kernel_acc_prompt`` (chance is 0.5).
+    """
+    del columns
+    results = context["results"]
+    checks, gap_ratio, change_ratio = {}, {}, {}
+    for k, r in results.items():
+        prompt, head = r["prompt"]["sgd"], r["head"]["sgd"]
+        gap_ratio[k] = prompt["margin_function_gap"] / head["margin_function_gap"]
+        change_ratio[k] = prompt["margin_kernel_change"] / head["margin_kernel_change"]
+        checks[f"{k}_gap_ratio"] = bool(gap_ratio[k] <= max_gap_ratio)
+        checks[f"{k}_kernel_change_ratio"] = bool(change_ratio[k] <= max_kernel_change_ratio)
+        checks[f"{k}_agreement_above_head"] = bool(
+            prompt["agreement"] >= head["agreement"] + min_agreement_margin)
+        checks[f"{k}_agreement_prompt"] = bool(prompt["agreement"] >= min_agreement_prompt)
+        checks[f"{k}_kernel_acc_prompt"] = bool(prompt["kernel_test_acc"] >= min_kernel_acc_prompt)
+    return {**results, "gap_ratio": gap_ratio, "kernel_change_ratio": change_ratio, "checks": checks,
+            "passed": all(checks.values())}
