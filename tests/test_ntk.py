@@ -620,3 +620,16 @@ def test_kernel_svm_vs_linear_svc():
         np.testing.assert_allclose(reg.test_pred, ref_reg.predict(ft), rtol=1e-6, atol=1e-6)
         with pytest.raises(ValueError, match="square"):
             ntk.kernel_svm(f @ ft.T, y)
+
+
+def test_kernel_diagnostics_against_numpy():
+    from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3, 2)), rng.normal(size=(4, 3, 2))
+    assert relative_change(jnp.asarray(a), jnp.asarray(b)) == pytest.approx(
+        np.linalg.norm(a - b) / np.linalg.norm(b), rel=1e-6)
+    f = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    g = jnp.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
+    assert accuracy(f, jnp.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert agreement(f, g) == pytest.approx(2 / 3)

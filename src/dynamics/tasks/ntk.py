@@ -38,6 +38,7 @@ from dynamics.ntk import (
     kernel_regression,
     linearized_apply,
 )
+from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
 from dynamics.optim import build_optimizer
 from dynamics.plots import plot_training
 from dynamics.tasks.base import TASKS
@@ -46,11 +47,6 @@ from dynamics.train import TrainState, make_chunk, make_step, rng_streams
 from dynamics.verdicts import judge
 
 log = logging.getLogger("dynamics")
-
-
-def _rel(a, b) -> float:
-    """‖a − b‖_F / ‖b‖_F."""
-    return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
 
 
 def _finish(cfg: Config, run: RunDir, summary: dict, context: dict) -> dict:
@@ -81,7 +77,7 @@ def width_errors(cfg: Config) -> tuple[list[dict], jax.Array]:
         for s in range(n.num_seeds):
             key = jax.random.fold_in(jax.random.fold_in(streams["init"], index), s)
             params = model.init(key, x[:1])["params"]
-            errors.append(_rel(kernel(params), k_inf))
+            errors.append(relative_change(kernel(params), k_inf))
         results.append({"width": width, "errors": errors})
     return results, x
 
@@ -191,14 +187,6 @@ def _train(apply_fn, loss, tx, params, x, y, steps: int, key):
     return state.params, np.asarray(metrics["loss"])
 
 
-def _accuracy(f, labels) -> float:
-    return float(jnp.mean(jnp.argmax(f, axis=-1) == labels))
-
-
-def _agreement(f, g) -> float:
-    return float(jnp.mean(jnp.argmax(f, axis=-1) == jnp.argmax(g, axis=-1)))
-
-
 def finetune_and_kernels(cfg: Config, apply_fn, params0, x_tr, y_tr, x_te, y_te, num_classes, key):
     """Fine-tune with SGD and Adam from ``params0`` and compare each with its kernel solution."""
     n, steps, lr = cfg.ntk, cfg.train.steps, cfg.optimizer.lr
@@ -231,22 +219,22 @@ def finetune_and_kernels(cfg: Config, apply_fn, params0, x_tr, y_tr, x_te, y_te,
         moved = jnp.linalg.norm(f_te - f0_te)
         curves[name] = np.append(losses, float(loss(apply_fn(params, x_tr), y_tr)))
         out[name] = {
-            "ft_test_acc": _accuracy(f_te, y_te),
-            "ft_train_acc": _accuracy(apply_fn(params, x_tr), y_tr),
-            "kernel_test_acc": _accuracy(f_kernel, y_te),
-            "agreement": _agreement(f_te, f_kernel),
+            "ft_test_acc": accuracy(f_te, y_te),
+            "ft_train_acc": accuracy(apply_fn(params, x_tr), y_tr),
+            "kernel_test_acc": accuracy(f_kernel, y_te),
+            "agreement": agreement(f_te, f_kernel),
             "function_gap": float(jnp.linalg.norm(f_te - f_kernel) / moved),
             "linearization_gap": float(jnp.linalg.norm(f_te - f_lin) / moved),
-            "kernel_change": _rel(ntk(params, x_tr, x_tr), k0_tr),
+            "kernel_change": relative_change(ntk(params, x_tr, x_tr), k0_tr),
             "final_train_loss": float(curves[name][-1]),
         }
         if f_kernel_conv is not None:
-            out[name]["kernel_converged_test_acc"] = _accuracy(f_kernel_conv, y_te)
-            out[name]["agreement_converged"] = _agreement(f_te, f_kernel_conv)
+            out[name]["kernel_converged_test_acc"] = accuracy(f_kernel_conv, y_te)
+            out[name]["agreement_converged"] = agreement(f_te, f_kernel_conv)
         if name == "sgd":
             out[name]["kernel_train_loss"] = float(loss(sgd_kernel.train, y_tr))
         out[name]["_f_te"], out[name]["_f_kernel"] = np.asarray(f_te), np.asarray(f_kernel)
-    out["pretrained_test_acc"] = _accuracy(f0_te, y_te)
+    out["pretrained_test_acc"] = accuracy(f0_te, y_te)
     return out, curves
 
 
@@ -307,7 +295,7 @@ def run_ntk(cfg: Config, run: RunDir) -> dict:
     pretrain_tx = build_optimizer("adam", lr=n.pretrain_lr, b1=0.9, b2=0.999, eps=1e-8)
     params0, pre_losses = _train(model.apply, loss, pretrain_tx, params, source.x_train, source.y_train,
                                  n.pretrain_steps, streams["noise"])
-    source_acc = _accuracy(model.apply(params0, source.x_test), source.y_test)
+    source_acc = accuracy(model.apply(params0, source.x_test), source.y_test)
     log.info("%s: pre-trained %s (%d params) on classes %s: source test accuracy %.3f", cfg.name,
              cfg.model.name, num_params(params0), list(n.source_classes), source_acc)
 

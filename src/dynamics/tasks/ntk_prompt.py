@@ -55,9 +55,10 @@ from dynamics.losses import LOSSES
 from dynamics.models import num_params
 from dynamics.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, MaskedLM, init_masked_lm
 from dynamics.ntk import kernel_regression
+from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
 from dynamics.plots import plot_training
 from dynamics.tasks.base import TASKS
-from dynamics.tasks.ntk import _accuracy, _agreement, _rel, k_shot
+from dynamics.tasks.ntk import k_shot
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 from dynamics.verdicts import judge
@@ -403,19 +404,19 @@ def compare(cfg: Config, apply_fn, params0, train_sets: dict, x_te, y_te) -> tup
             m_moved = jnp.linalg.norm(margin(f_te) - margin(f0_te))
             curves[name][opt] = np.asarray(losses)
             out[opt] = {
-                "ft_test_acc": _accuracy(f_te, y_te),
-                "ft_train_acc": _accuracy(f_tr, y_tr),
-                "kernel_test_acc": _accuracy(f_kernel, y_te),
-                "agreement": _agreement(f_te, f_kernel),
+                "ft_test_acc": accuracy(f_te, y_te),
+                "ft_train_acc": accuracy(f_tr, y_tr),
+                "kernel_test_acc": accuracy(f_kernel, y_te),
+                "agreement": agreement(f_te, f_kernel),
                 "function_gap": float(jnp.linalg.norm(f_te - f_kernel) / moved),
                 "function_moved": float(moved / jnp.linalg.norm(f0_te)),
                 "linearization_gap": float(jnp.linalg.norm(f_te - f_lin) / moved),
-                "kernel_change": _rel(kernel(j_tr, j_tr), k0_tr),
+                "kernel_change": relative_change(kernel(j_tr, j_tr), k0_tr),
                 "final_train_loss": float(losses[-1]),
                 "steps": len(losses) - 1,
                 "margin_function_gap": float(jnp.linalg.norm(margin(f_te - f_kernel)) / m_moved),
                 "margin_linearization_gap": float(jnp.linalg.norm(margin(f_te - f_lin)) / m_moved),
-                "margin_kernel_change": _rel(margin_kernel(j_tr), margin_kernel(j0_tr)),
+                "margin_kernel_change": relative_change(margin_kernel(j_tr), margin_kernel(j0_tr)),
                 "_f_te": np.asarray(f_te), "_f_kernel": np.asarray(f_kernel),
             }
             del j_tr
@@ -423,7 +424,7 @@ def compare(cfg: Config, apply_fn, params0, train_sets: dict, x_te, y_te) -> tup
         out["sgd"]["lr"] = lr
         out["adam"]["lr"] = n.adam_lr
         out["kernel_lambda_max_over_n"] = lam_max / x_tr.shape[0]
-        out["f0_test_acc"] = _accuracy(f0_te, y_te)
+        out["f0_test_acc"] = accuracy(f0_te, y_te)
         out["_f0_te"] = np.asarray(f0_te)
         results[name] = out
     return results, curves
