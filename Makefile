@@ -29,8 +29,11 @@ run: install ## run one experiment: make run EXP=eos ARGS="optimizer.lr=0.25"
 sweep: install ## run an experiment's sweep: make sweep EXP=eos ARGS="optimizer.lr=0.25,0.5"
 	$(BIN)/python -m dynamics.run -m +exp=$(EXP) $(ARGS)
 
+# Test processes (pytest-xdist): one per core by default; PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= auto
+
 test: install ## run the test suite (CPU, a few minutes)
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not gpu"
 
 $(VENV)-bench/.installed:
 	$(PYTHON) -m venv $(VENV)-bench
