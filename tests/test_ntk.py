@@ -633,3 +633,9 @@ def test_kernel_diagnostics_against_numpy():
     g = jnp.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
     assert accuracy(f, jnp.array([1, 0, 0])) == pytest.approx(2 / 3)
     assert agreement(f, g) == pytest.approx(2 / 3)
+
+
+def test_flat_jacobian_equals_the_explicit_jacobian(mlp):
+    with jax.enable_x64(True):
+        jac = jax.jit(lambda p, x: ntk.flat_jacobian(mlp.apply_fn, p, x))(mlp.params, mlp.x1)
+        np.testing.assert_allclose(jac, mlp.j1, rtol=1e-10, atol=1e-12)

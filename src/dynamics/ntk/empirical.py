@@ -90,6 +90,15 @@ def _jacobian(apply_fn: ApplyFn, params: PyTree, x: PyTree) -> list[jax.Array]:
     return [leaf.reshape(leaf.shape[:2] + (-1,)) for leaf in jax.tree.leaves(jac)]
 
 
+def flat_jacobian(apply_fn: ApplyFn, params: PyTree, x: PyTree) -> jax.Array:
+    """Per-example Jacobians ``(N, O, P)``, columns in ``jax.flatten_util.ravel_pytree(params)`` order.
+
+    ``J₁ J₂ᵀ`` (contracting P) is the eNTK, ``f₀ + J (θ − θ₀)`` the linearized model: one Jacobian can
+    serve several kernels of the same examples (memory N·O·P).
+    """
+    return jnp.concatenate(_jacobian(apply_fn, params, x), axis=-1)
+
+
 def _contract(jac1: list[jax.Array], jac2: list[jax.Array]) -> jax.Array:
     """:math:`\\sum_p J_1[i, a, p] J_2[j, b, p]`, leaf by leaf, shape ``(N1, N2, O, O)``."""
     return sum(jnp.einsum("iap,jbp->ijab", a, b, precision=_HIGHEST) for a, b in zip(jac1, jac2))

@@ -54,9 +54,9 @@ from dynamics.io import RunDir
 from dynamics.losses import LOSSES
 from dynamics.models import num_params
 from dynamics.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, MaskedLM, init_masked_lm
-from dynamics.ntk import kernel_regression
+from dynamics.ntk import flat_jacobian, kernel_regression
 from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
-from dynamics.plots import plot_training
+from dynamics.plots import identity_line, plot_training
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.ntk import k_shot
 from dynamics.tasks.train import set_precision
@@ -218,20 +218,14 @@ def kernel_gradient_descent(k_train_train, k_test_train, f0_train, f0_test, labe
 def jacobian_fn(apply_fn, block_size: int | None):
     """``jac(params, x) -> (f, J)``: outputs ``(N, O)`` and flat per-example Jacobians ``(N, O, P)``.
 
-    The columns of ``J`` follow ``jax.flatten_util.ravel_pytree(params)``, so ``K = J₁ J₂ᵀ`` is the eNTK
-    (``dynamics.ntk.empirical_ntk``) and ``f₀ + J (θ − θ₀)`` the linearized model. With ``block_size``
-    one compiled program handles every N (blocks of ``block_size`` examples, the last one padded by
-    repeating its last example); ``None`` computes all examples in one call.
+    ``J`` is ``dynamics.ntk.flat_jacobian``, so ``K = J₁ J₂ᵀ`` is the eNTK and ``f₀ + J (θ − θ₀)`` the
+    linearized model. With ``block_size`` one compiled program handles every N (blocks of
+    ``block_size`` examples, the last one padded by repeating its last example); ``None`` computes all
+    examples in one call.
     """
-    def single(params, xi):
-        out = apply_fn(params, xi[None])[0]
-        return out, out
-
     @jax.jit
     def block(params, xb):
-        jac, out = jax.vmap(jax.jacrev(single, has_aux=True), in_axes=(None, 0))(params, xb)
-        leaves = [leaf.reshape(leaf.shape[:2] + (-1,)) for leaf in jax.tree.leaves(jac)]
-        return out, jnp.concatenate(leaves, axis=-1)
+        return apply_fn(params, xb), flat_jacobian(apply_fn, params, xb)
 
     def jac(params, x):
         n = x.shape[0]
@@ -511,8 +505,7 @@ def plot_prompt(results: dict, figures, title: str) -> None:
         r = results[k][v]["sgd"]
         m0 = margin(results[k][v]["_f0_te"])
         ax.scatter(margin(r["_f_kernel"]) - m0, margin(r["_f_te"]) - m0, s=5, alpha=0.5)
-        lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]
-        ax.plot(lim, lim, "k--", lw=0.8)
+        identity_line(ax)
         ax.set(xlabel="kernel GD: m − m₀ (test)", ylabel="GD fine-tuning: m − m₀ (test)",
                title=f"{v}, {k} ({r['steps']} steps): margin gap {r['margin_function_gap']:.2f}, "
                      f"agreement {r['agreement']:.2f}")
