@@ -61,6 +61,12 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
     return written
 
 
+def identity_line(ax) -> None:
+    """Dashed y = x across the axes' current data range (for scatter plots of one quantity vs another)."""
+    lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]
+    ax.plot(lim, lim, "k--", lw=0.8)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)

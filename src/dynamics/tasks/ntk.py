@@ -40,7 +40,7 @@ from dynamics.ntk import (
 )
 from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
 from dynamics.optim import build_optimizer
-from dynamics.plots import plot_training
+from dynamics.plots import identity_line, plot_training
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import TrainState, make_chunk, make_step, rng_streams
@@ -264,8 +264,7 @@ def plot_finetune(results: dict, figures, title: str) -> None:
         r = results[k][opt]
         ax.scatter(r["_f_kernel"].ravel(), r["_f_te"].ravel(), s=3, marker=marker, alpha=0.4,
                    label=f"{opt.upper()} (k={k})")
-    lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]
-    ax.plot(lim, lim, "k--", lw=0.8)
+    identity_line(ax)
     ax.set(xlabel="kernel solution output (test)", ylabel="fine-tuned output (test)",
            title="per-example outputs, all logits")
     ax.legend(fontsize=8)
