@@ -59,7 +59,7 @@ def test_wrong_type_fails_at_compose_naming_it(compose):
         ("precision=float16", "precision", "float32 | float64"),
         ("probes.sharpness.every=7", "probes.sharpness.every", "multiple of train.chunk"),
         ("train.steps=0", "train.steps", "> 0"),
-        ("+verdict.criteria.median=1", "verdict.criteria.median", "median_range"),
+        ("+claim.criteria.median=1", "claim.criteria.median", "median_range"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(compose, override, key, allowed):

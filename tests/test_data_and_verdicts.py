@@ -7,7 +7,7 @@ import pytest
 
 from dynamics.data import build_dataset
 from dynamics.errors import ConfigError
-from dynamics.verdicts import judge, stability_threshold
+from dynamics.claims import judge, stability_threshold
 
 
 def test_synthetic_is_deterministic_and_subsets_are_prefixes(key):
@@ -79,17 +79,23 @@ def test_eos_verdict_numbers_match_a_constructed_trajectory():
     assert v["ratio_p95"] == pytest.approx(1.06) and v["ratio_p05"] == pytest.approx(0.98)
     assert v["loss_rise_before"] == 0.0
     assert v["loss_rise_after"] == pytest.approx(74 / 148)  # every step into an odd t > 51
-    assert v["passed"] is True and all(v["checks"].values())
+    assert v["passed"] is True and v["failed"] == []
+    assert all(c["passed"] for c in v["checks"].values())
 
 
 def test_eos_verdict_fails_when_the_claim_does_not_hold():
     ctx = {"optimizer": "gd", "hparams": {"learning_rate": 0.5}}
     never = [{"step": t, "loss": 1.0 - 0.001 * t, "sharpness": 2.0} for t in range(100)]
-    assert judge("eos", never, ctx, {})["passed"] is False
+    never_v = judge("eos", never, ctx, {})
+    assert never_v["passed"] is False and never_v["crossing_step"] is None
+    assert never_v["failed"] == [
+        "reached_threshold 0.5 < 1 (sharpness never reached 2/η within the run)"]
+    assert never_v["checks"]["reached_threshold"]["note"] == "sharpness never reached 2/η within the run"
     far_above = judge("eos", eos_rows(wobble=0.3), ctx, {})
-    assert far_above["passed"] is False and far_above["checks"]["p95_below_max"] is False
+    assert far_above["passed"] is False and far_above["checks"]["ratio_p95"]["passed"] is False
+    assert f"ratio_p95 {far_above['ratio_p95']:.4g} >= 1.25" in far_above["failed"]
     late = judge("eos", eos_rows(), ctx, {"expected_crossing": 200})
-    assert late["passed"] is False and late["checks"]["crossing_near_expected"] is False
+    assert late["passed"] is False and late["checks"]["crossing_step"]["passed"] is False
 
 
 def test_eos_flow_verdict_on_a_constructed_normalized_gd_run():

@@ -16,7 +16,7 @@ SHORT = {
     "mirror_descent": ["train.steps=100"],  # T = 4
     "kernel_rich": ["train.steps=20000", "implicit_bias.alphas=[0.1,1.0]"],
     "margin": ["train.steps=5000", "train.log_every=500", "implicit_bias.num_seeds=2",
-               "+verdict.criteria.min_ratio=0.85"],
+               "+claim.criteria.min_ratio=0.85"],
 }
 
 

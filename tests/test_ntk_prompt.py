@@ -19,7 +19,7 @@ from dynamics.losses import cross_entropy, mse
 from dynamics.models.encoder import Encoder, EncoderConfig, MaskedLM, init_masked_lm
 from dynamics.ntk import asymmetric_sign_kernel, empirical_ntk, gradient_descent_mse, linearized_apply
 from dynamics.tasks import ntk_prompt as task
-from dynamics.verdicts import VERDICTS
+from dynamics.claims import CLAIMS as VERDICTS
 
 TINY = EncoderConfig(vocab_size=len(corpus.VOCAB), hidden=8, layers=1, heads=2, intermediate=16,
                      max_len=corpus.MAX_LEN)

@@ -23,7 +23,7 @@ from dynamics.ntk import (
 )
 from dynamics.optim import build_optimizer
 from dynamics.tasks import ntk as ntk_tasks
-from dynamics.verdicts import VERDICTS
+from dynamics.claims import CLAIMS as VERDICTS
 
 REFERENCE = Path(__file__).parent / "data" / "nt_reference.npz"
 W_STD, B_STD = 1.5, 0.1

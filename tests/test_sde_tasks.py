@@ -8,7 +8,7 @@ import pytest
 
 from dynamics.sde import sgd_moments, sgd_sde_moments
 from dynamics.tasks.sde import H2, S2, THETA2, max_deviation, sgd_part
-from dynamics.verdicts import VERDICTS
+from dynamics.claims import CLAIMS as VERDICTS
 
 
 def test_sgd_part_matches_closed_forms_and_weak_error_is_first_order(compose):

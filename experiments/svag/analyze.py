@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dynamics.io import load_runs  # noqa: E402
-from dynamics.verdicts import VERDICTS  # noqa: E402
+from dynamics.claims import CLAIMS as VERDICTS  # noqa: E402
 
 WINDOWS = 10
 

@@ -196,10 +196,14 @@ class CheckpointConfig:
 
 
 @dataclass
-class VerdictConfig:
-    """``verdict.*``: which claim the run checks, and overrides of its pass criteria."""
+class ClaimConfig:
+    """``claim.*``: which claim the run checks (``dynamics.claims``), over how many seeds, and overrides
+    of its pass criteria. With ``seeds = n`` the run judges seeds ``seed, seed+1, …, seed+n−1`` and passes
+    when at least ``ceil(min_pass_fraction·n)`` of them pass (a diverged or failed seed does not)."""
 
     name: str = "none"
+    seeds: int = 1
+    min_pass_fraction: float = 0.8
     criteria: dict[str, Any] = field(default_factory=dict)
 
 
@@ -221,7 +225,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
-    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    claim: ClaimConfig = field(default_factory=ClaimConfig)
     ntk: NTKConfig = field(default_factory=NTKConfig)
     implicit_bias: ImplicitBiasConfig = field(default_factory=ImplicitBiasConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
@@ -242,7 +246,7 @@ def validate(cfg: Config) -> None:
     from dynamics.models.base import ACTIVATIONS, KERNEL_INITS, MODELS
     from dynamics.optim import OPTIMIZERS
     from dynamics.tasks import TASKS
-    from dynamics.verdicts import check_criteria
+    from dynamics.claims import check_criteria
 
     TASKS.get(cfg.task)
     MODELS.get(cfg.model.name)
@@ -252,7 +256,10 @@ def validate(cfg: Config) -> None:
     OPTIMIZERS.get(cfg.optimizer.name)
     LOSSES.get(cfg.train.loss)
     BATCH_SAMPLERS.get(cfg.train.sampling)
-    check_criteria(cfg.verdict.name, cfg.verdict.criteria)
+    check_criteria(cfg.claim.name, cfg.claim.criteria)
+    check(cfg.claim.seeds >= 1, "claim.seeds", cfg.claim.seeds, "an integer >= 1")
+    check(0 < cfg.claim.min_pass_fraction <= 1, "claim.min_pass_fraction",
+          cfg.claim.min_pass_fraction, "a float in (0, 1]")
     from dynamics.scaling import SCALING_RULES
     from dynamics.train.oracles import ORACLES
 

@@ -61,6 +61,32 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
     return written
 
 
+def plot_claim_checks(per_check: dict, seeds: list[int], path: str | Path, *,
+                      title: str = "") -> Path:
+    """One panel per numeric check: its value on each seed (filled: passed) against its bound."""
+    numeric = {k: v for k, v in per_check.items() if v["op"] != "is"}
+    names = list(numeric) or list(per_check)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        entry = per_check[name]
+        values = [np.nan if v is None else float(v) for v in entry["values"]]
+        ax.plot(seeds[:len(values)], values, "o", mfc="none", color="C0")
+        bound = entry["bound"]
+        for b in (bound if isinstance(bound, list) else [bound]):
+            if isinstance(b, (int, float)) and not isinstance(b, bool):
+                ax.axhline(b, color="k", ls="--", lw=0.8)
+        ax.set(title=f"{name} {entry['op']} {bound}", xlabel="seed")
+        ax.title.set_fontsize(8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: checks per seed (dashed: bound)", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
+
+
 def identity_line(ax) -> None:
     """Dashed y = x across the axes' current data range (for scatter plots of one quantity vs another)."""
     lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]

@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from dynamics.claims import failure_line
 from dynamics.config import register_configs, validate
 from dynamics.errors import ConfigError
 
@@ -38,7 +39,7 @@ def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict
     Errors found while building (e.g. ``data.n_train`` too large) always leave a ``failed`` summary.
     """
     from dynamics.io import RunDir
-    from dynamics.tasks import TASKS
+    from dynamics.tasks import run_task
 
     try:
         validate(cfg)
@@ -49,7 +50,7 @@ def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict
     run_dir = RunDir(out_dir, resume=cfg.resume)
     start = time.perf_counter()
     try:
-        summary = TASKS.get(cfg.task)(cfg, run_dir)
+        summary = run_task(cfg, run_dir)
     except ConfigError as err:
         run_dir.write_summary({"status": "failed", "error": str(err), "name": cfg.name})
         raise
@@ -75,8 +76,8 @@ def main(dict_cfg: DictConfig) -> None:
             return
         sys.exit(2)
     verdict = summary.get("verdict") or {}
-    log.info("%s: status=%s passed=%s (%s)", summary["name"], summary["status"],
-             verdict.get("passed"), hydra_cfg.runtime.output_dir)
+    log.info("%s: status=%s %s (%s)", summary["name"], summary["status"], failure_line(verdict),
+             hydra_cfg.runtime.output_dir)
     if summary["status"] == "failed" and not multirun:
         sys.exit(1)
 

@@ -1,10 +1,10 @@
 """Tasks: one per experiment family, ``task(cfg, run_dir) -> summary``, selected by ``task:``."""
 
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASKS, run_task
 from dynamics.tasks import train  # noqa: F401,E402  (registers the tasks)
 from dynamics.tasks import ntk  # noqa: F401,E402
 from dynamics.tasks import ntk_prompt  # noqa: F401,E402
 from dynamics.tasks import implicit_bias  # noqa: F401,E402
 from dynamics.tasks import sde  # noqa: F401,E402
 
-__all__ = ["TASKS"]
+__all__ = ["TASKS", "run_task"]

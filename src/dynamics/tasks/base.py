@@ -7,7 +7,19 @@ from collections.abc import Callable
 from dynamics.registry import Registry
 
 TASKS: Registry[Callable] = Registry("task", "task")
+# Tasks that judge ``claim.seeds`` themselves (the train task vmaps them); the others run once per seed.
+SEEDS_VMAPPED = {"train"}
 log = logging.getLogger("dynamics")
+
+
+def run_task(cfg, run) -> dict:
+    """Run ``cfg.task`` into ``run``, over the claim's seeds (``claim.seeds``)."""
+    task = TASKS.get(cfg.task)
+    if cfg.claim.seeds > 1 and cfg.task not in SEEDS_VMAPPED:
+        from dynamics.tasks.seeds import run_seeds
+
+        return run_seeds(task, cfg, run)
+    return task(cfg, run)
 
 
 class Progress:

@@ -63,7 +63,7 @@ from dynamics.plots import plot_training
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
-from dynamics.verdicts import judge
+from dynamics.claims import judge
 
 log = logging.getLogger("dynamics")
 
@@ -74,7 +74,7 @@ def _floats(a) -> list[float]:
 
 def _finish(cfg: Config, run: RunDir, rows: list[dict], context: dict, hparams: dict, final: dict) -> dict:
     run.log(rows)
-    verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
+    verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     plot_training(run.rows, run.figures, title=cfg.name)
     return {"status": "finished",
             "hparams": {"lr": cfg.optimizer.lr, "seed": cfg.seed, "steps": cfg.train.steps, **hparams},

@@ -44,13 +44,13 @@ from dynamics.plots import identity_line, plot_training
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import TrainState, make_chunk, make_step, rng_streams
-from dynamics.verdicts import judge
+from dynamics.claims import judge
 
 log = logging.getLogger("dynamics")
 
 
 def _finish(cfg: Config, run: RunDir, summary: dict, context: dict) -> dict:
-    verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
+    verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     return {**summary, "verdict": verdict}
 
 

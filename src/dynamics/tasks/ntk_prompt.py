@@ -61,7 +61,7 @@ from dynamics.tasks.base import TASKS
 from dynamics.tasks.ntk import k_shot
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
-from dynamics.verdicts import judge
+from dynamics.claims import judge
 
 log = logging.getLogger("dynamics")
 
@@ -595,7 +595,7 @@ def run_ntk_prompt(cfg: Config, run: RunDir) -> dict:
 
     numbers = {k: {v: {opt: public(r[v][opt]) for opt in OPTIMIZERS} | public(r[v]) for v in VARIANTS}
                for k, r in results.items()}
-    verdict = judge(cfg.verdict.name, run.rows, {"results": numbers}, cfg.verdict.criteria)
+    verdict = judge(cfg.claim.name, run.rows, {"results": numbers}, cfg.claim.criteria)
     return {
         "status": "finished",
         "hparams": {"lr": cfg.optimizer.lr, "lr_scale": n.lr_scale, "adam_lr": n.adam_lr, "seed": cfg.seed,

@@ -41,7 +41,7 @@ from dynamics.sde import (adam_sde, adaptive_stationary_loss, diagonal_noise, nq
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
-from dynamics.verdicts import judge
+from dynamics.claims import judge
 
 log = logging.getLogger("dynamics")
 
@@ -340,7 +340,7 @@ def run_sde_quadratic(cfg: Config, run: RunDir) -> dict:
             k: v for k, v in c3.items() if k.startswith(("sgd", "control"))},
     }
     context = {"sgd": sgd, "adaptive": adaptive, "scaling": scaling}
-    verdict = judge(cfg.verdict.name, run.rows, context, cfg.verdict.criteria)
+    verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     plot_training(run.rows, run.figures, title=f"{cfg.name}: SGD η={cfg.optimizer.lr:g}, E f (MC)")
     plot_sde_quadratic(panels, run.figures, cfg.name)
     final = {k: v for k, v in run.rows[-1].items() if k != "step"}

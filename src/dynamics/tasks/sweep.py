@@ -17,6 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from dynamics.claims import aggregate
 from dynamics.config import Config
 from dynamics.errors import ConfigError
 from dynamics.io import RunDir
@@ -74,15 +75,40 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
-    statuses = []
+    summaries = []
     for point, outcome, d in zip(points, outcomes, dirs):
         summary = summarize(point, d.rows, d.figures, outcome)
         d.write_summary({"name": cfg.name, **summary, "wall_time_s": elapsed / len(points),
                          "vmap": True})
-        statuses.append(summary["status"])
+        summaries.append(summary)
+    swept = [k for k in vmap_axes(cfg) if k != "seed"]
+    table = [{"dir": f"points/{i}", **{k: getattr(c.optimizer, k) for k in swept}, "seed": c.seed,
+              "status": s["status"], "passed": (s.get("verdict") or {}).get("passed"),
+              **({"diverged_step": s["diverged_step"]} if "diverged_step" in s else {})}
+             for i, (c, s) in enumerate(zip(configs, summaries))]
+    statuses = [s["status"] for s in summaries]
     return {"status": "finished" if "finished" in statuses else "diverged",
-            "vmap_points": [{"dir": f"points/{i}", **{k: getattr(c.optimizer, k, None)
-                                                     for k in vmap_axes(cfg) if k != "seed"},
-                             "seed": c.seed, "status": s}
-                            for i, (c, s) in enumerate(zip(configs, statuses))],
-            "hparams": {"lr": cfg.optimizer.lr, "vmap": vmap_axes(cfg)}, "verdict": {"passed": None}}
+            "vmap_points": table,
+            "hparams": {"lr": cfg.optimizer.lr, "vmap": vmap_axes(cfg)},
+            "verdict": claim_over_seeds(cfg, configs, summaries, swept)}
+
+
+def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
+                     swept: list[str]) -> dict:
+    """The claim over each group of points that differ only in their seed (``dynamics.claims.seeds``);
+    passed when every group passes. One group: its verdict is the run's verdict."""
+    groups: dict[tuple, list[dict]] = {}
+    for c, s in zip(configs, summaries):
+        key = tuple(getattr(c.optimizer, k) for k in swept)
+        groups.setdefault(key, []).append({"seed": c.seed, **s})
+    verdicts = []
+    for key, entries in groups.items():
+        v = aggregate(entries, min_pass_fraction=cfg.claim.min_pass_fraction)
+        verdicts.append({**dict(zip(swept, key)), **v})
+    if len(verdicts) == 1:
+        return verdicts[0]
+    results = [v.get("passed") for v in verdicts]
+    passed = None if None in results else all(results)
+    failed = [f"{', '.join(f'{k}={v[k]:g}' for k in swept)}: {'; '.join(v['failed'][:2])}"
+              for v in verdicts if v.get("passed") is False]
+    return {"passed": passed, "failed": failed, "groups": verdicts}

@@ -23,8 +23,8 @@ from dynamics.train import TrainOutcome, TrainState, evaluate, make_step, rng_st
 from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from dynamics.train.loop import initial_probe_states
 from dynamics.train.sharding import data_mesh, replicate, shard_batch
-from dynamics.verdicts import judge
-from dynamics.verdicts.eos import THRESHOLDS
+from dynamics.claims import judge, missing_verdict, seed_list
+from dynamics.claims.eos import THRESHOLDS
 
 log = logging.getLogger("dynamics")
 
@@ -141,9 +141,11 @@ def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) ->
     """Verdict, figures and summary of one finished (or diverged) run."""
     cfg, optimizer, hparams = point.cfg, point.optimizer, point.hparams
     context = {"optimizer": cfg.optimizer.name, "hparams": hparams}
-    verdict = judge(cfg.verdict.name, rows, context, cfg.verdict.criteria)
-    if outcome.status != "finished":
-        verdict["passed"] = False if verdict.get("passed") is not None else None
+    if outcome.status == "finished" or cfg.claim.name == "none":
+        verdict = judge(cfg.claim.name, rows, context, cfg.claim.criteria)
+    else:  # no numbers computed on NaNs: the claim's evidence is missing
+        verdict = missing_verdict(f"a finished run ({outcome.status} at step "
+                                  f"{outcome.diverged_step})")
     title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
     plot_training(rows, figures, title=title, thresholds=stability_lines(cfg.optimizer.name, hparams))
     summary = {
@@ -168,6 +170,7 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     With ``vmap.*`` lists set, runs the whole grid of points in one compiled program instead
     (``dynamics.tasks.sweep``).
     """
+    cfg = with_claim_seeds(cfg)
     if vmap_axes(cfg):
         from dynamics.tasks.sweep import run_vmapped
 
@@ -229,3 +232,12 @@ def with_time(rows: list[dict], dt: float) -> list[dict]:
 def vmap_axes(cfg: Config) -> dict[str, list]:
     """The swept keys of ``vmap.*`` that are set, in config order."""
     return {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v}
+
+
+def with_claim_seeds(cfg: Config) -> Config:
+    """A claim over ``claim.seeds > 1`` seeds becomes a vmapped sweep over ``vmap.seed`` = S, S+1, …
+    (unless ``vmap.seed`` is given explicitly)."""
+    if cfg.claim.seeds <= 1 or cfg.vmap.seed:
+        return cfg
+    return dataclasses.replace(cfg, vmap=dataclasses.replace(
+        cfg.vmap, seed=seed_list(cfg.seed, cfg.claim.seeds)))

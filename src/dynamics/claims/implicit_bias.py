@@ -3,7 +3,7 @@ per-model finals) and, for the flow comparison, from the logged rows at the chec
 
 import numpy as np
 
-from dynamics.verdicts.base import VERDICTS
+from dynamics.claims.base import CLAIMS, from_flags, missing_verdict
 
 
 def _all(values, test) -> bool:
@@ -11,7 +11,7 @@ def _all(values, test) -> bool:
     return bool(values) and all(v is not None and np.isfinite(v) and test(v) for v in values)
 
 
-@VERDICTS.register("label_noise")
+@CLAIMS.register("label_noise")
 def label_noise(columns, context, max_ln_rel_err: float = 0.1, min_gd_rel_err: float = 0.5,
                 max_l1_rel_err: float = 1e-8) -> dict:
     """Label-noise GD (then clean GD) recovers the sparse w* on every seed (rel err < ``max_ln_rel_err``),
@@ -22,12 +22,11 @@ def label_noise(columns, context, max_ln_rel_err: float = 0.1, min_gd_rel_err: f
     checks = {"label_noise_recovers": _all(ln, lambda v: v < max_ln_rel_err),
               "gd_does_not": _all(gd, lambda v: v > min_gd_rel_err),
               "precondition_l1_recovers": _all(l1, lambda v: v < max_l1_rel_err)}
-    return {"seeds": context["seeds"], "ln_rel_err": ln, "gd_rel_err": gd, "l1_rel_err": l1,
-            "ln_rel_err_max": float(np.max(ln)), "gd_rel_err_min": float(np.min(gd)),
-            "checks": checks, "passed": all(checks.values())}
+    return from_flags(checks, {"seeds": context["seeds"], "ln_rel_err": ln, "gd_rel_err": gd, "l1_rel_err": l1,
+            "ln_rel_err_max": float(np.max(ln)), "gd_rel_err_min": float(np.min(gd))})
 
 
-@VERDICTS.register("label_noise_flow")
+@CLAIMS.register("label_noise_flow")
 def label_noise_flow(columns, context, max_ratio: float = 0.15, control_min_ratio: float = 0.15) -> dict:
     """‖x̄_LN − x_flow‖ ≤ ``max_ratio`` × flow displacement at every check step, and the control flow
     (wrong constant) violates the same bound at some check step (the comparison discriminates)."""
@@ -38,13 +37,13 @@ def label_noise_flow(columns, context, max_ratio: float = 0.15, control_min_rati
     checks = {"flow_matches": _all(ratio, lambda v: v <= max_ratio),
               "control_fails": bool(np.nanmax(control) > control_min_ratio) if np.any(np.isfinite(control))
               else False}
-    return {"check_steps": context["check_steps"], "t": [float(columns["t"][i]) for i in idx], "ratio": ratio,
+    return from_flags(checks, {"check_steps": context["check_steps"], "t": [float(columns["t"][i]) for i in idx], "ratio": ratio,
             "control_ratio": control, "distance": [float(columns["distance"][i]) for i in idx],
             "flow_displacement": [float(columns["flow_displacement"][i]) for i in idx],
-            "c": context["c"], "checks": checks, "passed": all(checks.values())}
+            "c": context["c"]})
 
 
-@VERDICTS.register("mirror_descent")
+@CLAIMS.register("mirror_descent")
 def mirror_descent(columns, context, min_ratio: float = 1.8, max_ratio: float = 2.2,
                    min_control_gap: float = 3e-2, max_commuting_bracket: float = 1e-10,
                    min_noncommuting_bracket: float = 0.1) -> dict:
@@ -65,11 +64,11 @@ def mirror_descent(columns, context, min_ratio: float = 1.8, max_ratio: float = 
         "lie_brackets_nonzero": _all([lie[m] for m in context["lie_noncommuting"]],
                                      lambda v: v > min_noncommuting_bracket),
     }
-    return {"gaps": gaps, "ratios": ratios, "lie_brackets": lie, "lrs": context["lrs"],
-            "control_lrs": context["control_lrs"], "checks": checks, "passed": all(checks.values())}
+    return from_flags(checks, {"gaps": gaps, "ratios": ratios, "lie_brackets": lie, "lrs": context["lrs"],
+            "control_lrs": context["control_lrs"]})
 
 
-@VERDICTS.register("kernel_rich")
+@CLAIMS.register("kernel_rich")
 def kernel_rich(columns, context, max_gap: float = 5e-3, rich_alpha: float = 0.01, max_rich_rel_err: float = 0.15,
                 kernel_alpha: float = 0.3, min_kernel_rel_err: float = 0.5, l2_tol: float = 0.01) -> dict:
     """GD from each α lands on argmin Q_α (‖x_GD − x_Q‖/‖w*‖ < ``max_gap``); rel err increases with α;
@@ -85,12 +84,11 @@ def kernel_rich(columns, context, max_gap: float = 5e-3, rich_alpha: float = 0.0
               "rich_limit": bool(rich_alpha not in by_alpha or by_alpha[rich_alpha] < max_rich_rel_err),
               "kernel_side": bool(kernel_alpha not in by_alpha or by_alpha[kernel_alpha] > min_kernel_rel_err),
               "largest_alpha_is_l2": bool(abs(sorted_err[-1] - context["l2_rel_err"]) < l2_tol)}
-    return {"alphas": alphas, "gd_rel_err": gd, "q_rel_err": context["q_rel_err"], "gd_to_q": context["gd_to_q"],
-            "l2_rel_err": context["l2_rel_err"], "l1_rel_err": context["l1_rel_err"], "checks": checks,
-            "passed": all(checks.values())}
+    return from_flags(checks, {"alphas": alphas, "gd_rel_err": gd, "q_rel_err": context["q_rel_err"], "gd_to_q": context["gd_to_q"],
+            "l2_rel_err": context["l2_rel_err"], "l1_rel_err": context["l1_rel_err"]})
 
 
-@VERDICTS.register("margin")
+@CLAIMS.register("margin")
 def margin(columns, context, min_ratio: float = 0.88, max_linearity: float = 1e-2, min_cos: float = 0.97,
            min_contrast_linearity: float = 0.05) -> dict:
     """Small init: q/q* ≥ ``min_ratio``, linearity < ``max_linearity``, cos(β, ŵ_SVM) ≥ ``min_cos`` on every
@@ -100,6 +98,6 @@ def margin(columns, context, min_ratio: float = 0.88, max_linearity: float = 1e-
               "linear": _all(context["linearity"], lambda v: v < max_linearity),
               "aligned_with_svm": _all(context["cos"], lambda v: v >= min_cos),
               "contrast_nonlinear": _all(context["contrast_linearity"], lambda v: v > min_contrast_linearity)}
-    return {"seeds": context["seeds"], "ratio": context["ratio"], "linearity": context["linearity"],
+    return from_flags(checks, {"seeds": context["seeds"], "ratio": context["ratio"], "linearity": context["linearity"],
             "cos": context["cos"], "contrast_ratio": context["contrast_ratio"],
-            "contrast_linearity": context["contrast_linearity"], "checks": checks, "passed": all(checks.values())}
+            "contrast_linearity": context["contrast_linearity"]})

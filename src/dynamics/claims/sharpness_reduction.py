@@ -10,8 +10,8 @@
 import numpy as np
 
 from dynamics.errors import ConfigError
-from dynamics.verdicts.base import VERDICTS
-from dynamics.verdicts.eos import crossing_and_ratio, hover_stats
+from dynamics.claims.base import CALIBRATED, CLAIMS, PRE_REGISTERED, check, verdict
+from dynamics.claims.eos import THRESHOLDS, crossing_and_ratio, hover_stats, reached
 
 
 def _require(columns, metric, probe):
@@ -31,7 +31,7 @@ def _reduction(columns, metric, start: int) -> dict:
             "peak_before_end": peak < len(values) - 1}
 
 
-@VERDICTS.register("eos_flow")
+@CLAIMS.register("eos_flow")
 def eos_flow(columns, context, *, reduced_metric="sharpness", median_range=(0.97, 1.1),
              p95_max=1.25, min_reduction=0.1) -> dict:
     """Crossing and hover as in ``eos``, then ``reduced_metric`` falls by ``min_reduction`` or more.
@@ -44,19 +44,22 @@ def eos_flow(columns, context, *, reduced_metric="sharpness", median_range=(0.97
     """
     _require(columns, reduced_metric, reduced_metric)
     metric, threshold, first, ratio = crossing_and_ratio(columns, context)
+    reach, peak = reached(metric, first, ratio, THRESHOLDS.get(context["optimizer"]).label)
     if first is None:
-        return {"metric": metric, "crossing_step": None, "passed": False}
+        return verdict([reach], {"metric": metric, "crossing_step": None, "ratio_peak": peak})
     out = {"metric": metric, "crossing_step": int(columns["step"][first]),
            **hover_stats(ratio, first), **_reduction(columns, reduced_metric, first)}
-    checks = {
-        "median_in_range": median_range[0] <= out["ratio_median"] <= median_range[1],
-        "p95_below_max": out["ratio_p95"] < p95_max,
-        "sharpness_reduced": out["reduction"] >= min_reduction and out["peak_before_end"],
-    }
-    return {**out, "checks": checks, "passed": all(checks.values())}
+    checks = [
+        reach,
+        check("ratio_median", out["ratio_median"], "in", median_range, PRE_REGISTERED),
+        check("ratio_p95", out["ratio_p95"], "<", p95_max, CALIBRATED),
+        check("reduction", out["reduction"] if out["peak_before_end"] else 0.0, ">=", min_reduction,
+              CALIBRATED),
+    ]
+    return verdict(checks, out)
 
 
-@VERDICTS.register("spherical_eos")
+@CLAIMS.register("spherical_eos")
 def spherical_eos(columns, context, *, settle_range=(1.8, 2.2), min_reduction=0.1) -> dict:
     """η_eff × spherical sharpness settles near 2 and the spherical sharpness then decreases.
 
@@ -72,7 +75,11 @@ def spherical_eos(columns, context, *, settle_range=(1.8, 2.2), min_reduction=0.
     values = columns[product]
     above = np.isfinite(values) & (values >= settle_range[0]) & (values <= settle_range[1])
     if not above.any():
-        return {"settle_step": None, "passed": False}
+        finite = values[np.isfinite(values)]
+        return verdict([check("settle_step", None, "is", True, PRE_REGISTERED,
+                              "η_eff × spherical sharpness never entered " + str(settle_range))],
+                       {"settle_step": None,
+                        "product_max": float(finite.max()) if finite.size else None})
     first = int(np.argmax(above))
     steps = columns["step"]
     late = values[(steps >= steps[-1] / 2) & np.isfinite(values)]
@@ -80,8 +87,9 @@ def spherical_eos(columns, context, *, settle_range=(1.8, 2.2), min_reduction=0.
            "product_p05": float(np.percentile(late, 5)),
            "product_p95": float(np.percentile(late, 95)),
            **_reduction(columns, "spherical_sharpness", first)}
-    checks = {
-        "settles_near_2": settle_range[0] <= out["product_median"] <= settle_range[1],
-        "spherical_sharpness_reduced": out["reduction"] >= min_reduction and out["peak_before_end"],
-    }
-    return {**out, "checks": checks, "passed": all(checks.values())}
+    checks = [
+        check("product_median", out["product_median"], "in", settle_range, PRE_REGISTERED),
+        check("reduction", out["reduction"] if out["peak_before_end"] else 0.0, ">=", min_reduction,
+              CALIBRATED),
+    ]
+    return verdict(checks, out)

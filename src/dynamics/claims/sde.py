@@ -13,10 +13,10 @@
 Sweep verdicts take their numbers in ``context`` (they compare runs, not rows of one run).
 """
 
-from dynamics.verdicts.base import VERDICTS
+from dynamics.claims.base import CLAIMS, from_flags, missing_verdict
 
 
-@VERDICTS.register("sde_quadratic")
+@CLAIMS.register("sde_quadratic")
 def sde_quadratic(columns, context, *, max_z=5.0, min_ratio=1.5, sqrt_tol=0.05,
                   linear_min_gap=0.3, floor_tol=0.05, control_min_gap=0.3) -> dict:
     """Numbers: part-1 z-scores and weak-error ratios, part-2 ratios, part-3 max deviations.
@@ -78,10 +78,10 @@ def sde_quadratic(columns, context, *, max_z=5.0, min_ratio=1.5, sqrt_tol=0.05,
         "floor_matches": bool(max(floors.values()) <= floor_tol),
         "control_breaks_sqrt_rule": bool(min(control_devs) >= control_min_gap),
     }
-    return {**numbers, "checks": checks, "passed": all(checks.values())}
+    return from_flags(checks, {**numbers})
 
 
-@VERDICTS.register("svag_ladder")
+@CLAIMS.register("svag_ladder")
 def svag_ladder(columns, context, *, z=2.0) -> dict:
     """Sweep verdict: per optimizer, distances d(ℓ, 2ℓ) between the expected curves of consecutive ℓ.
 
@@ -115,11 +115,10 @@ def svag_ladder(columns, context, *, z=2.0) -> dict:
             checks[f"{opt}_{metric}_does_not_grow"] = not grows
             shrinking.append(shrinks)
         checks[f"{opt}_has_a_shrinking_metric"] = any(shrinking)
-    return {"gaps": context["gaps"], "z": z, "status": status, "checks": checks,
-            "passed": bool(checks) and all(checks.values())}
+    return from_flags(checks, {"gaps": context["gaps"], "z": z, "status": status})
 
 
-@VERDICTS.register("scaling_rule")
+@CLAIMS.register("scaling_rule")
 def scaling_rule(columns, context, *, tol=0.1, linear_min_ratio=2.0) -> dict:
     """Sweep verdict: max relative gaps to the base curve (κ = 1) per optimizer, rule and κ.
 
@@ -138,5 +137,4 @@ def scaling_rule(columns, context, *, tol=0.1, linear_min_ratio=2.0) -> dict:
             k = min(by_kappa)
             lin, sq = by_kappa[k], gaps[f"{opt}/sqrt"][k]
             checks[f"{opt}_linear_departs"] = bool(lin > tol and lin >= linear_min_ratio * sq)
-    return {"gaps": gaps, "tol": tol, "checks": checks,
-            "passed": bool(checks) and all(checks.values())}
+    return from_flags(checks, {"gaps": gaps, "tol": tol})

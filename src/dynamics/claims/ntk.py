@@ -10,10 +10,10 @@
 
 import numpy as np
 
-from dynamics.verdicts.base import VERDICTS
+from dynamics.claims.base import CLAIMS, from_flags, missing_verdict
 
 
-@VERDICTS.register("ntk_width")
+@CLAIMS.register("ntk_width")
 def ntk_width(columns, context, *, slope_range=(-0.6, -0.4), max_final_error=0.1) -> dict:
     """Log-log least-squares slope of the mean relative error vs width, and the error at the widest.
 
@@ -26,17 +26,17 @@ def ntk_width(columns, context, *, slope_range=(-0.6, -0.4), max_final_error=0.1
     keep = np.isfinite(widths) & np.isfinite(errors) & (errors > 0)
     widths, errors = widths[keep], errors[keep]
     if len(widths) < 2:
-        return {"widths": widths.tolist(), "errors": errors.tolist(), "slope": None, "passed": False}
+        return missing_verdict("two widths with a finite error",
+                               {"widths": widths.tolist(), "errors": errors.tolist(), "slope": None})
     slope, intercept = np.polyfit(np.log(widths), np.log(errors), 1)
     final = float(errors[np.argmax(widths)])
     checks = {"slope_in_range": bool(slope_range[0] <= slope <= slope_range[1]),
               "final_error_below_max": final < max_final_error}
-    return {"widths": [int(w) for w in widths], "errors": errors.tolist(), "slope": float(slope),
-            "intercept": float(intercept), "final_error": final, "checks": checks,
-            "passed": all(checks.values())}
+    return from_flags(checks, {"widths": [int(w) for w in widths], "errors": errors.tolist(), "slope": float(slope),
+            "intercept": float(intercept), "final_error": final})
 
 
-@VERDICTS.register("ntk_finetune")
+@CLAIMS.register("ntk_finetune")
 def ntk_finetune(columns, context, *, min_agreement_sgd=0.8, min_agreement_adam=0.6,
                  max_kernel_change_sgd=0.4, max_acc_gap_sgd=0.05, max_acc_gap_adam=0.1) -> dict:
     """Fine-tuning vs kernel solutions, for every k in ``context["results"]``.
@@ -58,10 +58,10 @@ def ntk_finetune(columns, context, *, min_agreement_sgd=0.8, min_agreement_adam=
         checks[f"{k}_sgd_kernel_change"] = sgd["kernel_change"] <= max_kernel_change_sgd
         checks[f"{k}_adam_agreement"] = adam["agreement"] >= min_agreement_adam
         checks[f"{k}_adam_acc_gap"] = abs(adam["ft_test_acc"] - adam["kernel_test_acc"]) <= max_acc_gap_adam
-    return {**results, "checks": checks, "passed": all(checks.values())}
+    return from_flags(checks, {**results})
 
 
-@VERDICTS.register("ntk_prompt")
+@CLAIMS.register("ntk_prompt")
 def ntk_prompt(columns, context, *, max_gap_ratio=0.75, max_kernel_change_ratio=0.5,
                min_agreement_margin=0.0, min_agreement_prompt=0.9,
                min_kernel_acc_prompt=0.75) -> dict:
@@ -91,5 +91,4 @@ def ntk_prompt(columns, context, *, max_gap_ratio=0.75, max_kernel_change_ratio=
             prompt["agreement"] >= head["agreement"] + min_agreement_margin)
         checks[f"{k}_agreement_prompt"] = bool(prompt["agreement"] >= min_agreement_prompt)
         checks[f"{k}_kernel_acc_prompt"] = bool(prompt["kernel_test_acc"] >= min_kernel_acc_prompt)
-    return {**results, "gap_ratio": gap_ratio, "kernel_change_ratio": change_ratio, "checks": checks,
-            "passed": all(checks.values())}
+    return from_flags(checks, {**results, "gap_ratio": gap_ratio, "kernel_change_ratio": change_ratio})
