@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 # Parallel jobs on one GPU must not each grab 75 % of its memory.
 export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
-.PHONY: help install run sweep test bench nt-reference hf-reference clean
+.PHONY: help install run sweep test test-all figures bench nt-reference hf-reference clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,8 +32,14 @@ sweep: install ## run an experiment's sweep: make sweep EXP=eos ARGS="optimizer.
 # Test processes (pytest-xdist): one per core by default; PYTEST_WORKERS=0 runs in this process.
 PYTEST_WORKERS ?= auto
 
-test: install ## run the test suite (CPU, a few minutes)
+test: install ## run the test suite (CPU, about 5 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not gpu and not slow"
+
+test-all: install ## the test suite plus the long checks marked slow (claims at full size)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not gpu"
+
+figures: install ## rerun every experiment and refresh experiments/<name>/figures/ with provenance.json
+	$(BIN)/python tools/make_figures.py $(EXPS)
 
 $(VENV)-bench/.installed:
 	$(PYTHON) -m venv $(VENV)-bench

@@ -12,7 +12,7 @@ import pytest
 from dynamics.run import CONF_DIR, run
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "exp").glob("*.yaml"))
-SMOKE = ["train.steps=20", "data.n_train=64", "data.n_test=64"]
+SMOKE = ["train.steps=20", "data.n_train=64", "data.n_test=64", "claim.seeds=1"]
 
 
 def smoke_overrides(exp: str) -> list[str]:

@@ -23,12 +23,20 @@ def _series(rows: list[dict], key: str):
     return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (None, None)
 
 
+def _mark_divergence(ax, step: int | None) -> None:
+    if step is not None:
+        ax.axvline(step, color="C3", ls=":", lw=1.0, label=f"diverged at step {step}")
+        ax.legend(loc="best", fontsize=8)
+
+
 def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
-                  thresholds: dict[str, tuple[str, object]] | None = None) -> list[Path]:
+                  thresholds: dict[str, tuple[str, object]] | None = None,
+                  diverged_step: int | None = None) -> list[Path]:
     """Write ``loss.png`` (log scale) and one figure per logged curvature metric.
 
     ``thresholds`` maps a metric to ``(label, value)`` where ``value`` is a number (a horizontal line)
-    or a callable ``row -> number`` (a curve, e.g. 2/η_t for normalized GD).
+    or a callable ``row -> number`` (a curve, e.g. 2/η_t for normalized GD). ``diverged_step`` draws a
+    vertical line where a diverged run's loss became non-finite (on every figure).
     """
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -41,6 +49,7 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
         if np.all(loss > 0):
             ax.set_yscale("log")
         ax.set(xlabel="step", ylabel="training loss", title=title)
+        _mark_divergence(ax, diverged_step)
         written.append(_save(fig, figures_dir / "loss.png"))
     for metric, (filename, ylabel) in CURVES.items():
         step, values = _series(rows, metric)
@@ -57,6 +66,7 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
                 ax.axhline(value, color="k", ls="--", lw=0.8, label=f"{label} = {value:.4g}")
         ax.set(xlabel="step", ylabel=ylabel.split(" ")[0], title=title)
         ax.legend(loc="lower right")
+        _mark_divergence(ax, diverged_step)
         written.append(_save(fig, figures_dir / filename))
     return written
 
@@ -82,6 +92,25 @@ def plot_claim_checks(per_check: dict, seeds: list[int], path: str | Path, *,
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle(f"{title}: checks per seed (dashed: bound)", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
+
+
+def plot_threshold_ratio(series: list[tuple[str, int, np.ndarray, np.ndarray]], path: str | Path, *,
+                         metric: str, threshold_label: str, title: str = "") -> Path:
+    """The claim figure of an EoS run over seeds (and step sizes): each point's metric divided by its
+    own threshold against the step, coloured by group (``series``: label, group, steps, ratio)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labelled = set()
+    for label, group, steps, ratio in series:
+        keep = np.isfinite(ratio)
+        ax.plot(steps[keep], ratio[keep], lw=0.7, alpha=0.8, color=f"C{group % 10}",
+                label=None if group in labelled else label)
+        labelled.add(group)
+    ax.axhline(1.0, color="k", ls="--", lw=0.8, label=f"threshold {threshold_label}")
+    ax.set(xlabel="step", ylabel=f"{metric} / ({threshold_label})", title=title)
+    ax.legend(loc="lower right", fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(fig, path)

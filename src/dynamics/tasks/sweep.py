@@ -17,10 +17,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from dynamics.claims import aggregate
+from dynamics.claims import THRESHOLDS, aggregate, columns_of
 from dynamics.config import Config
 from dynamics.errors import ConfigError
 from dynamics.io import RunDir
+from dynamics.plots import plot_threshold_ratio
 from dynamics.tasks.base import Progress
 from dynamics.tasks.train import build_point, summarize, vmap_axes, with_time
 from dynamics.train.loop import train_vmapped
@@ -87,6 +88,7 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
               **({"diverged_step": s["diverged_step"]} if "diverged_step" in s else {})}
              for i, (c, s) in enumerate(zip(configs, summaries))]
     statuses = [s["status"] for s in summaries]
+    plot_points(cfg, points, dirs, swept, run.figures)
     return {"status": "finished" if "finished" in statuses else "diverged",
             "vmap_points": table,
             "hparams": {"lr": cfg.optimizer.lr, "vmap": vmap_axes(cfg)},
@@ -112,3 +114,25 @@ def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
     failed = [f"{', '.join(f'{k}={v[k]:g}' for k in swept)}: {'; '.join(v['failed'][:2])}"
               for v in verdicts if v.get("passed") is False]
     return {"passed": passed, "failed": failed, "groups": verdicts}
+
+
+def plot_points(cfg: Config, points: list, dirs: list[RunDir], swept: list[str], figures) -> None:
+    """``figures/threshold_ratio.png``: every point's stability metric over its own threshold (the
+    claim figure of an EoS claim over seeds and step sizes); nothing for optimizers without one."""
+    if cfg.optimizer.name not in THRESHOLDS:
+        return
+    stability = THRESHOLDS.get(cfg.optimizer.name)
+    series, groups = [], {}
+    for point, d in zip(points, dirs):
+        columns = columns_of(d.rows)
+        if stability.metric not in columns:
+            return
+        threshold = stability.threshold(point.hparams, columns)
+        key = tuple(getattr(point.cfg.optimizer, k) for k in swept)
+        group = groups.setdefault(key, len(groups))
+        label = ", ".join(f"{k}={v:g}" for k, v in zip(swept, key)) or f"{len(points)} seeds"
+        series.append((label, group, columns["step"], columns[stability.metric] / threshold))
+    plot_threshold_ratio(series, figures / "threshold_ratio.png", metric=stability.metric,
+                         threshold_label=stability.label,
+                         title=f"{cfg.name}: {cfg.optimizer.name}, seeds "
+                               f"{sorted({p.cfg.seed for p in points})}")
