@@ -1,24 +1,38 @@
 """Command line: ``python -m dynamics.run +exp=NAME [key=value ...]`` (add ``-m`` to sweep).
 
-The only module that knows Hydra. It composes ``conf/`` onto the typed schema, checks values, runs the
-task named by ``task:`` in Hydra's output directory, and writes ``summary.json``. A bad value ends the
-run with one line naming the key (exit code 2); a diverging run is recorded as ``diverged`` and exits 0
-so a sweep goes on; an unexpected error is recorded as ``failed``.
+The only module that knows Hydra. It composes ``conf/`` onto the typed schema, checks keys and values,
+runs the task named by ``task:`` in Hydra's output directory, and keeps the run directory's
+``summary.json`` true at every moment: ``running`` before the first step, then ``finished``,
+``diverged``, ``failed`` or ``interrupted`` (SIGINT / SIGTERM, with the step reached).
+
+Exit codes: 0 finished or diverged (a diverging run is a result; a sweep goes on); 1 a failed run (or
+a multirun with a failed point), or an OS error (one line naming the path); 2 bad input: a config
+error, an unknown key, a compose error, a run directory in use; 130 / 143 interrupted by SIGINT /
+SIGTERM.
 """
 
+import contextlib
+import dataclasses
+import datetime
+import importlib.util
 import logging
+import os
+import secrets
+import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dynamics.claims import failure_line
-from dynamics.config import register_configs, validate
+from dynamics.config import check_keys, register_configs, validate
 from dynamics.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -27,19 +41,46 @@ if not CONF_DIR.is_dir():
                        "with `pip install -e .` so conf/ sits beside src/")
 
 register_configs()
+# ${run_id:}: a short random suffix, the same for every use within one composed config (cached), so
+# that two runs started in the same microsecond still get different default directories.
+OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 log = logging.getLogger("dynamics")
 logging.getLogger("jax").setLevel(logging.WARNING)
 
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+# Statuses a run can end with; ``running`` while it goes on, ``killed`` (load_runs) when it died.
+FINAL = ("finished", "diverged", "failed", "interrupted")
+# Launcher presets and the extra that installs their Hydra plugin.
+LAUNCHER_PLUGINS = {"slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+                    "joblib_local": ("hydra_plugins.hydra_joblib_launcher", "sweep")}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. SLURM preemption), raised like Ctrl-C so the run records where it stopped."""
+
+    signal = "SIGTERM"
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
 
 def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict:
-    """Run the task of a typed ``Config`` into ``out_dir`` and write summary.json; return the summary.
+    """Run the task of a typed ``Config`` into ``out_dir`` and keep its summary.json true; return the
+    summary.
 
     ``ConfigError`` propagates so the caller can report it. An invalid config is caught before anything
     is built; with ``record_config_errors`` (sweeps) a ``failed`` summary is written for it first.
     Errors found while building (e.g. ``data.n_train`` too large) always leave a ``failed`` summary.
+    ``RunDirInUse`` propagates when another process runs in ``out_dir``; ``KeyboardInterrupt`` (SIGINT,
+    ``Terminated``) after writing an ``interrupted`` summary.
     """
-    from dynamics.io import RunDir
-    from dynamics.tasks import run_task
+    from dynamics.io import RunDir, lock_run_dir
 
     try:
         validate(cfg)
@@ -47,39 +88,167 @@ def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict
         if record_config_errors:
             RunDir(out_dir).write_summary({"status": "failed", "error": str(err), "name": cfg.name})
         raise
-    run_dir = RunDir(out_dir, resume=cfg.resume)
+    lock = lock_run_dir(out_dir)
+    try:
+        return _run_locked(cfg, Path(out_dir))
+    finally:
+        lock.close()
+
+
+def _run_locked(cfg, out_dir: Path) -> dict:
+    from dynamics.io import RunDir, archive_previous, read_summary
+    from dynamics.tasks import run_task
+
+    previous = read_summary(out_dir)
+    resume = cfg.resume
+    if resume and previous and previous.get("status") in ("finished", "diverged"):
+        log.info("resume: the run in %s already %s at step %s; nothing to do (its summary is kept)",
+                 out_dir, previous["status"], previous.get("steps_completed"))
+        return previous
+    if resume and not any((out_dir / "checkpoints").glob("ckpt_*.npz")):
+        log.info("resume: no checkpoint in %s; starting from step 0", out_dir / "checkpoints")
+        resume = False
+        cfg = dataclasses.replace(cfg, resume=False)
+    if not resume:
+        moved = archive_previous(out_dir)
+        if moved is not None:
+            log.info("the earlier run's outputs in %s were moved to %s", out_dir, moved)
+    run_dir = RunDir(out_dir, resume=resume)
+    base = {"name": cfg.name, "hparams": {"lr": cfg.optimizer.lr, "seed": cfg.seed},
+            "started": _now(), "pid": os.getpid(), "host": os.uname().nodename}
+    run_dir.write_summary({**base, "status": "running", "steps_completed": 0}, final=False)
     start = time.perf_counter()
     try:
         summary = run_task(cfg, run_dir)
     except ConfigError as err:
-        run_dir.write_summary({"status": "failed", "error": str(err), "name": cfg.name})
+        run_dir.write_summary({**base, "status": "failed", "error": str(err)})
+        raise
+    except KeyboardInterrupt as err:
+        step = run_dir.rewind_to_mark()
+        rows = run_dir.rows
+        if step is None:  # a task that does not mark chunk ends: the last logged step
+            step = rows[-1]["step"] if rows else 0
+        name = getattr(err, "signal", "SIGINT")
+        run_dir.write_summary({**base, "status": "interrupted", "signal": name,
+                               "steps_completed": step, "final": rows[-1] if rows else {},
+                               "wall_time_s": time.perf_counter() - start})
+        log.warning("%s: interrupted by %s at step %d (%s)", cfg.name, name, step, out_dir)
+        raise
+    except OSError as err:  # disk full, read-only: record it if the disk still lets us, then report
+        with contextlib.suppress(OSError):
+            run_dir.write_summary({**base, "status": "failed", "error": _os_error(err)})
         raise
     except Exception as err:  # recorded, so a sweep can go on
         log.error("run failed:\n%s", traceback.format_exc())
         summary = {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "hparams": {"lr": cfg.optimizer.lr, "seed": cfg.seed}}
-    summary = {"name": cfg.name, **summary, "wall_time_s": time.perf_counter() - start}
+                   "hparams": base["hparams"]}
+    summary = {"name": cfg.name, **summary, "started": base["started"], "host": base["host"],
+               "wall_time_s": time.perf_counter() - start}
     run_dir.write_summary(summary)
     return summary
 
 
+def _os_error(err: OSError) -> str:
+    path = err.filename if err.filename is not None else "?"
+    return f"{err.strerror or type(err).__name__}: {path}"
+
+
+def to_config(dict_cfg: DictConfig):
+    """The typed ``Config`` of a composed config; unknown keys fail (also ones added with ``+``)."""
+    check_keys(OmegaConf.to_container(dict_cfg, resolve=False))
+    return OmegaConf.to_object(dict_cfg)
+
+
+class SweepTally(Callback):
+    """At the end of a multirun: one line counting its runs by status (vmapped points and seeds
+    count as runs), and exit code 1 when a run failed, was interrupted or killed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        import warnings
+
+        from dynamics.io import load_runs
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            counts = Counter(r.get("status") for r in load_runs(sweep_dir))
+        order = ("finished", "diverged", "failed", "interrupted", "killed", "running")
+        parts = [f"{counts[s]} {s}" for s in order if counts[s]]
+        print(f"sweep {sweep_dir}: {sum(counts.values())} runs: {', '.join(parts) or 'none'}",
+              file=sys.stderr, flush=True)
+        if counts["failed"] or counts["interrupted"] or counts["killed"]:
+            sys.exit(EXIT_FAILED)
+
+
+_entered = False  # whether Hydra got as far as calling the task function (else: a compose error)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(dict_cfg: DictConfig) -> None:
+def _main(dict_cfg: DictConfig) -> str | None:
+    global _entered
+    _entered = True
+    from dynamics.io import RunDirInUse
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    out_dir = hydra_cfg.runtime.output_dir
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        cfg = OmegaConf.to_object(dict_cfg)
-        summary = run(cfg, hydra_cfg.runtime.output_dir, record_config_errors=multirun)
+        cfg = to_config(dict_cfg)
+        summary = run(cfg, out_dir, record_config_errors=multirun)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         if multirun:
-            return
-        sys.exit(2)
+            return "failed"
+        sys.exit(EXIT_BAD_INPUT)
+    except RunDirInUse as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt as err:
+        name = getattr(err, "signal", "SIGINT")
+        print(f"interrupted by {name}: {out_dir} (status: interrupted; resume=true continues from the "
+              "newest checkpoint)", file=sys.stderr)
+        sys.exit(EXIT_SIGNAL[name])
+    except OSError as err:
+        print(f"error: {_os_error(err)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     verdict = summary.get("verdict") or {}
-    log.info("%s: status=%s %s (%s)", summary["name"], summary["status"], failure_line(verdict),
-             hydra_cfg.runtime.output_dir)
+    log.info("%s: status=%s %s (%s)", summary.get("name", cfg.name), summary["status"],
+             failure_line(verdict), out_dir)
     if summary["status"] == "failed" and not multirun:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
+    return summary["status"]
+
+
+def _launcher_hint(argv: list[str]) -> str | None:
+    """A one-line hint when a launcher preset is chosen whose Hydra plugin is not installed."""
+    for arg in argv:
+        if arg.startswith("hydra/launcher="):
+            preset = arg.split("=", 1)[1]
+            if preset in LAUNCHER_PLUGINS:
+                module, extra = LAUNCHER_PLUGINS[preset]
+                try:
+                    found = importlib.util.find_spec(module) is not None
+                except ModuleNotFoundError:
+                    found = False
+                if not found:
+                    return (f"config error: hydra/launcher={preset} needs its Hydra plugin: "
+                            f"pip install -e '.[{extra}]'")
+    return None
+
+
+def main() -> None:
+    """The command line: Hydra's entry point with the exit codes of this module's docstring."""
+    hint = _launcher_hint(sys.argv[1:])
+    if hint:
+        print(hint, file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        _main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _entered:  # Hydra reports compose and override errors with 1
+            sys.exit(EXIT_BAD_INPUT)
+        raise
 
 
 if __name__ == "__main__":

@@ -110,6 +110,18 @@ def train(state: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, s
     return TrainOutcome(state, "finished", None)
 
 
+@jax.jit
+def _hold(mask: jax.Array, old: TrainState, new: TrainState) -> TrainState:
+    """``old`` on the lanes where ``mask`` is set, ``new`` elsewhere (PRNG keys: always ``new``)."""
+
+    def pick(a, b):
+        if jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key):
+            return b
+        return jax.numpy.where(mask.reshape(mask.shape + (1,) * (b.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, old, new)
+
+
 def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Array, *, steps: int,
                   chunk: int, probes: list[Probe], probe_keys: jax.Array, final_metrics: Callable,
                   on_rows: Callable[[int, list[Row]], None], log_every: int = 1,
@@ -118,7 +130,10 @@ def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Ar
     data and init states, and ``probe_keys``) in one compiled program per chunk length.
 
     Rows go to ``on_rows(i, rows)`` per point. A point whose loss becomes non-finite is recorded as
-    diverged at that step and masked (no more rows); the others go on.
+    diverged at that step and masked: no more rows, and its state is held at the last finite chunk
+    boundary, so its updates are discarded and its probes measure finite parameters (an iterative
+    eigensolver on NaNs would run to ``max_iters`` and hold up every lane of the vmapped loop). A sweep
+    with a diverged point thus costs about what a healthy sweep of the same size costs.
     """
     n = int(jax.tree.leaves(states.step)[0].shape[0])
     chunks: dict[int, Callable] = {}
@@ -145,6 +160,7 @@ def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Ar
             scan = make_chunk(step_fn, length)
             chunks[length] = jax.jit(jax.vmap(scan))
         probes_now = probe_rows(states, t)
+        before = states
         states, metrics = chunks[length](states, x, y)
         metrics = jax.device_get(metrics)
         for i in range(n):
@@ -152,6 +168,9 @@ def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Ar
                 rows, diverged[i] = chunk_rows(t, {k: v[i] for k, v in metrics.items()},
                                                probes_now[i], log_every)
                 on_rows(i, rows)
+        masked = np.array([d is not None for d in diverged])
+        if masked.any():
+            states = _hold(masked, before, states)
         t += length
         if on_progress is not None:
             on_progress(length)
