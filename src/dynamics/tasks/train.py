@@ -20,7 +20,7 @@ from dynamics.scaling import apply_scaling, steps_multiplier
 from dynamics.svag import is_adaptive, svag_hyperparams
 from dynamics.tasks.base import TASKS, Progress
 from dynamics.train import TrainOutcome, TrainState, evaluate, make_step, rng_streams, train
-from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from dynamics.train.checkpoint import CheckpointError, restore_latest, save_checkpoint
 from dynamics.train.loop import initial_probe_states
 from dynamics.train.sharding import data_mesh, replicate, shard_batch
 from dynamics.claims import judge, missing_verdict, seed_list
@@ -147,10 +147,13 @@ def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) ->
         verdict = missing_verdict(f"a finished run ({outcome.status} at step "
                                   f"{outcome.diverged_step})")
     title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
-    plot_training(rows, figures, title=title, thresholds=stability_lines(cfg.optimizer.name, hparams))
+    plot_training(rows, figures, title=title, thresholds=stability_lines(cfg.optimizer.name, hparams),
+                  diverged_step=outcome.diverged_step)
     summary = {
         "status": outcome.status,
-        "steps_completed": int(outcome.state.step),
+        # a diverged run completed the steps before its non-finite one (a masked lane stops there)
+        "steps_completed": (int(outcome.state.step) if outcome.diverged_step is None
+                            else int(outcome.diverged_step)),
         "hparams": {"lr": optimizer["lr"], "optimizer": cfg.optimizer.name, **hparams,
                     "batch_size": optimizer["batch_size"], "steps": point.steps, "seed": cfg.seed},
         **point.applied,
@@ -177,17 +180,24 @@ def run_train(cfg: Config, run: RunDir) -> dict:
         return run_vmapped(cfg, run)
     point = build_point(cfg)
     state, probe_states = point.state, initial_probe_states(point.probes)
-    checkpoint = latest_checkpoint(run.checkpoints) if cfg.resume else None
-    if checkpoint is not None:
-        (state, probe_states), meta = restore_checkpoint(checkpoint, (state, probe_states))
+    if cfg.resume:  # the newest checkpoint that verifies; corrupt ones are named and skipped
+        found = restore_latest(run.checkpoints, (state, probe_states), on_skip=lambda path, err:
+                               log.warning("resume: skipped %s: %s", path.name, err))
+        if found is None:
+            raise CheckpointError(f"resume: no usable checkpoint in {run.checkpoints}")
+        (state, probe_states), meta, path = found
         run.rewind(meta["metrics_offset"])
-        log.info("resumed at step %d from %s", meta["step"], checkpoint)
+        log.info("resume: resumed from step %d (%s)", meta["step"], path)
     else:  # a fresh start: forget rows and checkpoints of an earlier attempt in this directory
         run.rewind(0)
         for old in run.checkpoints.glob("ckpt_*.npz"):
             old.unlink()
+    run.mark(int(state.step))
+    last = {}  # the state at the last chunk end, checkpointed when the run is interrupted
 
     def save(state, probe_states, step):
+        run.mark(step)
+        last.update(state=state, probe_states=dict(probe_states), step=step)
         if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < point.steps:
             save_checkpoint(run.checkpoints, step, (state, probe_states),
                             {"metrics_offset": run.offset()}, keep=cfg.checkpoint.keep)
@@ -219,6 +229,14 @@ def run_train(cfg: Config, run: RunDir) -> dict:
                         final_metrics=lambda p: point.train_metrics(p, x, y), on_rows=log_rows,
                         log_every=cfg.train.log_every, on_progress=on_progress,
                         probe_states=probe_states, on_chunk_end=save)
+    except KeyboardInterrupt:  # SIGINT / SIGTERM (preemption): keep the last chunk end resumable
+        step = last.get("step")
+        if cfg.checkpoint.every and step is not None and step < point.steps:
+            run.rewind_to_mark()
+            path = save_checkpoint(run.checkpoints, step, (last["state"], last["probe_states"]),
+                                   {"metrics_offset": run.offset()}, keep=cfg.checkpoint.keep)
+            log.warning("interrupted: saved %s (resume=true continues from step %d)", path, step)
+        raise
     finally:
         progress.close()
     return summarize(point, run.rows, run.figures, outcome)
