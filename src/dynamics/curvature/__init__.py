@@ -4,7 +4,8 @@ optimizer-aware and spherical sharpness.
 Public API:
 
 * ``hvp(loss_fn, params, v)``, ``flat_hvp(loss_fn, params)``;
-* ``top_eigenvalue(loss_fn, params, *, key, tol, max_iters, init) -> EigResult`` (power iteration);
+* ``top_eigenvalue(loss_fn, params, *, key, tol, max_iters, init, method) -> EigResult`` (Lanczos by
+  default, ``method="power"`` for power iteration);
 * ``top_eigenvalues(loss_fn, params, k, *, key, method, tol, max_iters, init) -> TopKResult``
   (``"lanczos" | "power" | "lobpcg"``), ``eigsh_top_k(matvec, V0, ...)`` on flat operators;
 * ``hessian_trace(loss_fn, params, *, key, num_samples, method) -> TraceEstimate``;
@@ -13,6 +14,12 @@ Public API:
   ...)`` and the thresholds ``gd_threshold``, ``heavy_ball_threshold``, ``nesterov_threshold``,
   ``adam_threshold``;
 * ``spherical_sharpness(loss_fn, params, k, ...)``, ``effective_lr(lr, params)``.
+
+The entry points that take a ``loss_fn`` (``top_eigenvalue(s)``, ``hessian_trace``,
+``spectral_density``, ``preconditioned_sharpness``, ``spherical_sharpness``) compile themselves: called
+from a notebook without ``jax.jit`` they run a cached compiled solve, with the arrays ``loss_fn``
+closes over passed as arguments (``dynamics.compiled``); inside your own ``jax.jit`` they trace inline.
+``fn.raw`` is the uncompiled function.
 """
 
 from dynamics.curvature.density import gaussian_density, slq_nodes_weights, spectral_density

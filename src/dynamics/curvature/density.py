@@ -5,6 +5,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from dynamics.compiled import self_compiling
 from dynamics.curvature.hvp import flat_hvp
 from dynamics.curvature.lanczos import lanczos_ritz
 
@@ -57,6 +58,7 @@ def gaussian_density(nodes: jax.Array, weights: jax.Array, grid: jax.Array,
     return kern @ weights.reshape(-1) / nodes.shape[0]
 
 
+@self_compiling(static=("num_probes", "order", "num_points", "batch_size"))
 def spectral_density(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, key: jax.Array,
                      num_probes: int = 8, order: int = 64, num_points: int = 1000,
                      grid: jax.Array | None = None, sigma: float | None = None,

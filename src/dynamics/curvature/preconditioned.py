@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from dynamics.compiled import self_compiling
 from dynamics.curvature.hvp import flat_hvp
 from dynamics.curvature.topk import TopKResult, eigsh_top_k, initial_block
 
@@ -144,6 +145,7 @@ def adaptive_preconditioner(opt_state: PyTree, *, b1=None, b2=None, eps=None, ep
                         state.nu)
 
 
+@self_compiling(static=("k", "method", "max_iters"))
 def preconditioned_sharpness(loss_fn: Callable[[PyTree], jax.Array], params: PyTree,
                              precond: PyTree, k: int = 1, *, key: jax.Array,
                              method: str = "lanczos", tol: float = 1e-5, max_iters: int = 500,

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from dynamics.compiled import self_compiling
 from dynamics.curvature.hvp import flat_hvp
 from dynamics.curvature.topk import TopKResult, eigsh_top_k, initial_block
 
@@ -82,6 +83,7 @@ def normalize_params(params: PyTree, mask: PyTree | None = None) -> PyTree:
     return jax.tree.map(lambda x, m: x / norm if m else x, params, mask)
 
 
+@self_compiling(static=("k", "mask", "project", "method", "max_iters"))
 def spherical_sharpness(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, k: int = 1, *,
                         key: jax.Array, mask: PyTree | None = None, project: bool = False,
                         method: str = "lanczos", tol: float = 1e-5, max_iters: int = 500,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jax.experimental.sparse.linalg import lobpcg_standard
 from jax.flatten_util import ravel_pytree
 
+from dynamics.compiled import self_compiling
 from dynamics.curvature.hvp import flat_hvp
 from dynamics.curvature.lanczos import lanczos_top_k
 
@@ -218,6 +219,7 @@ def initial_block(params: PyTree, k: int, key: jax.Array, init: PyTree | None = 
     return rows
 
 
+@self_compiling(static=("k", "method", "max_iters", "ncv"))
 def top_eigenvalues(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, k: int = 1, *,
                     key: jax.Array, method: str = "lanczos", tol: float = 1e-5,
                     max_iters: int = 500, init: PyTree | None = None,
@@ -232,8 +234,9 @@ def top_eigenvalues(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, k: i
     previous ``result.vectors`` as ``init``: the top eigenvectors move slowly, so a warm start needs a
     few matvecs.
 
-    Call it inside ``jax.jit`` with the data passed as jit arguments; ``k``, ``method``, ``max_iters``
-    and ``ncv`` are static.
+    Compiles itself (:mod:`dynamics.compiled`): a call with concrete arrays runs a cached jitted solve
+    with the arrays ``loss_fn`` closes over passed as arguments; inside your own ``jax.jit`` it traces
+    inline. ``k``, ``method``, ``max_iters`` and ``ncv`` are static.
 
     Args:
       loss_fn: ``loss_fn(params) -> scalar``.

@@ -6,6 +6,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dynamics.compiled import self_compiling
 from dynamics.curvature.hvp import flat_hvp
 
 PyTree = object
@@ -86,13 +87,15 @@ def trace_estimate(matvec: Matvec, n: int, dtype, *, key: jax.Array, num_samples
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(TRACE_METHODS)}.")
 
 
+@self_compiling(static=("num_samples", "method", "batch_size"))
 def hessian_trace(loss_fn: Callable[[PyTree], jax.Array], params: PyTree, *, key: jax.Array,
                   num_samples: int = 100, method: str = "hutchinson",
                   batch_size: int | None = None) -> TraceEstimate:
     r"""Stochastic estimate of :math:`\mathrm{tr}\,\nabla^2 L(\theta)` with its standard error.
 
-    See :func:`trace_estimate` for the estimators. Call it inside ``jax.jit`` with the data passed as
-    jit arguments; ``num_samples``, ``method`` and ``batch_size`` are static.
+    See :func:`trace_estimate` for the estimators. Compiles itself (:mod:`dynamics.compiled`; the
+    arrays ``loss_fn`` closes over become arguments); ``num_samples``, ``method`` and ``batch_size``
+    are static.
 
     Args:
       loss_fn: ``loss_fn(params) -> scalar``.

@@ -4,7 +4,9 @@ Public API:
 
 - ``empirical_ntk(apply_fn, params, x1, x2=None, *, method, trace_axes, batch_size)``: the
   empirical NTK, shape ``(N1, N2, O, O)`` (``trace_axes=(-1,)``: the mean over logits, as in
-  neural-tangents); ``sign_kernel`` (SignGD) and ``asymmetric_sign_kernel`` (A-SignGD, sign on the
+  neural-tangents). It compiles itself (cached; arrays ``apply_fn`` closes over become arguments)
+  and ``method="auto"`` picks Jacobian contraction or NTK-vector products by a flop model of the
+  shapes (``choose_method``); ``sign_kernel`` (SignGD) and ``asymmetric_sign_kernel`` (A-SignGD, sign on the
   training gradient); ``flat_jacobian``: the per-example Jacobians ``(N, O, P)`` they contract.
 - ``infinite_width_kernels(x1, x2, *, depth, activation, w_std, b_std)``: NNGP and NTK of an
   infinitely wide ReLU / Erf MLP in NTK parameterization (``stax`` conventions); ``NTKMLP`` is its
@@ -16,7 +18,8 @@ Public API:
   kernel rows), ``kernel_svm`` (scikit-learn, precomputed kernel).
 """
 
-from dynamics.ntk.empirical import asymmetric_sign_kernel, empirical_ntk, flat_jacobian, sign_kernel
+from dynamics.ntk.empirical import (asymmetric_sign_kernel, choose_method, empirical_ntk,
+                                    flat_jacobian, sign_kernel)
 from dynamics.ntk.infinite import NTKMLP, InfiniteWidthKernels, NTKDense, infinite_width_kernels
 from dynamics.ntk.predict import MSEPrediction, gradient_descent_mse, linearize, linearized_apply
 from dynamics.ntk.solvers import (
@@ -37,6 +40,7 @@ __all__ = [
     "NTKMLP",
     "SVMFit",
     "asymmetric_sign_kernel",
+    "choose_method",
     "empirical_ntk",
     "flat_jacobian",
     "gradient_descent_mse",

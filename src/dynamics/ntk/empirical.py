@@ -25,15 +25,19 @@ References:
 """
 
 from collections.abc import Callable, Sequence
+from math import prod
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import jaxprs_in_params
+
+from dynamics.compiled import self_compiling
 
 PyTree = object
 ApplyFn = Callable[[PyTree, PyTree], jax.Array]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
-_METHODS = ("jacobian", "ntvp")
+_METHODS = ("auto", "jacobian", "ntvp")
 
 
 def _num_examples(x: PyTree) -> int:
@@ -155,8 +159,84 @@ def _finish(k: jax.Array, trace: bool) -> jax.Array:
     return k
 
 
+def _forward_flops(jaxpr) -> float:
+    """Rough flop count of a jaxpr: matmuls and convolutions exactly, one flop per other output."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        out = eqn.outvars[0].aval if eqn.outvars else None
+        if name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval
+            total += 2.0 * prod(out.shape) * prod(lhs.shape[d] for d in lhs_contract)
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval
+            rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, spatial…)
+            total += 2.0 * prod(out.shape) * prod(rhs.shape[d] for d in rhs_spec[1:])
+        else:
+            total += sum(float(prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
+        for sub in jaxprs_in_params(eqn.params):
+            total += _forward_flops(sub)
+    return total
+
+
+def _spec(a) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+
+
+def choose_method(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | None = None, *,
+                  batch_size: int | None = None) -> str:
+    r"""The cheaper eNTK method for these shapes: ``"jacobian"`` or ``"ntvp"``.
+
+    Compares the flop models of the two methods (Novak et al. 2022, Table 1) with ``F`` the flops of
+    one example's forward pass (counted on the jaxpr of ``apply_fn``: matmuls and convolutions, plus
+    one per elementwise output), ``P`` parameters and ``O`` logits:
+
+    - Jacobian contraction: :math:`(N_1 + N_2)(1 + 2O)F + 2N_1N_2O^2P` (one side when ``x2`` is
+      ``None`` and unchunked);
+    - NTK-vector products: :math:`N_2(1 + 2O)F + 3N_1N_2OF`.
+
+    For an MLP (:math:`F \approx 2P`) NTK-vector products win from about three logits on; for a
+    convolutional net (:math:`F \gg P`) with few logits the Jacobian wins. Works on tracers too (only
+    shapes are used).
+    """
+    p_spec = jax.tree.map(_spec, params)
+    x_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + jnp.shape(a)[1:], jnp.result_type(a)),
+                          x1)
+    closed, out = jax.make_jaxpr(apply_fn, return_shape=True)(p_spec, x_spec)
+    flops = max(_forward_flops(closed.jaxpr), 1.0)
+    num_params = sum(prod(leaf.shape) for leaf in jax.tree.leaves(p_spec))
+    o = prod(out.shape[1:]) if len(out.shape) > 1 else 1
+    n1 = _num_examples(x1)
+    n2 = n1 if x2 is None else _num_examples(x2)
+    sides = n1 if (x2 is None and batch_size is None) else n1 + n2
+    jacobian = sides * (1 + 2 * o) * flops + 2.0 * n1 * n2 * o * o * num_params
+    ntvp = n2 * (1 + 2 * o) * flops + 3.0 * n1 * n2 * o * flops
+    return "ntvp" if ntvp < jacobian else "jacobian"
+
+
+def _one_example(arguments):
+    """``apply_fn`` is only ever called on one example at a time (``_single``): trace it there."""
+    one = lambda a: jax.ShapeDtypeStruct((1,) + jnp.shape(a)[1:], jnp.result_type(a))  # noqa: E731
+    return arguments["params"], jax.tree.map(one, arguments["x1"])
+
+
+def _x2_differs(arguments) -> bool:
+    """``x2``'s examples are shaped unlike ``x1``'s: the hoisted ``apply_fn`` would not fit them."""
+    x1, x2 = arguments["x1"], arguments["x2"]
+    if x2 is None:
+        return False
+    per_example = lambda x: jax.tree.map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), x)  # noqa: E731
+    try:
+        return per_example(x1) != per_example(x2)
+    except Exception:
+        return True
+
+
+@self_compiling(static=("method", "trace_axes", "batch_size"), example=_one_example,
+                use_raw=_x2_differs)
 def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | None = None, *,
-                  method: str = "jacobian", trace_axes: Sequence[int] = (),
+                  method: str = "auto", trace_axes: Sequence[int] = (),
                   batch_size: int | None = None) -> jax.Array:
     r"""Empirical neural tangent kernel of ``apply_fn`` at ``params``.
 
@@ -165,7 +245,8 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
       K(x, x') = J(x)\, J(x')^\top, \qquad J(x) = \frac{\partial f(\theta, x)}{\partial \theta}
       \in \mathbb{R}^{O \times P}.
 
-    Two implementations give the same numbers (to round-off):
+    Two implementations give the same numbers (to round-off); ``method="auto"`` (the default) picks
+    the cheaper for the shapes (:func:`choose_method`):
 
     - ``"jacobian"`` (Jacobian contraction): per-example reverse-mode Jacobians of both sides,
       contracted leaf by leaf. Time :math:`\approx N O\,[\mathrm{FP}] + N_1 N_2 O^2 P`; memory
@@ -188,10 +269,14 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
       x1: inputs with a leading example axis ``N1`` (an array or a pytree of arrays).
       x2: inputs with leading axis ``N2``; ``None`` means ``x1`` (the Jacobian is then computed once
         when ``batch_size`` is ``None``).
-      method: ``"jacobian"`` or ``"ntvp"``.
+      method: ``"auto"`` (default), ``"jacobian"`` or ``"ntvp"``.
       trace_axes: ``()`` for the full kernel; ``(-1,)`` for neural-tangents' convention, the
         **mean** over logits :math:`\frac1O \sum_a K[i, j, a, a]` (not the sum).
       batch_size: examples per block, or ``None`` for a single block.
+
+    Compiles itself (:mod:`dynamics.compiled`): a call with concrete arrays runs a cached jitted
+    kernel, with the arrays ``apply_fn`` closes over passed as arguments; inside your own ``jax.jit``
+    it traces inline. ``method``, ``trace_axes`` and ``batch_size`` are static.
 
     Returns:
       The kernel, shape ``(N1, N2, O, O)``, or ``(N1, N2)`` with ``trace_axes=(-1,)``; dtype of the
@@ -200,6 +285,8 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is unknown; valid methods: {', '.join(_METHODS)}")
     trace = _check_trace_axes(trace_axes)
+    if method == "auto":
+        method = choose_method(apply_fn, params, x1, x2, batch_size=batch_size)
     if method == "jacobian":
         if x2 is None and batch_size is None:
             jac = _jacobian(apply_fn, params, x1)
