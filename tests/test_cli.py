@@ -39,7 +39,7 @@ def test_bad_value_fails_before_compiling_with_one_line(tmp_path):
 
 def test_typo_fails_at_compose_naming_the_key(tmp_path):
     proc = cli("+exp=smoke", "optimizer.lrr=0.1", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Key 'lrr' not in 'OptimizerConfig'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -57,7 +57,8 @@ def test_a_sweep_with_a_bad_and_a_diverging_point_finishes_the_others(tmp_path):
     out = tmp_path / "sweep"
     proc = cli("-m", "+exp=smoke", "optimizer.lr=0.1,-1,1000", "train.batch_size=null",
                "train.steps=100", f"hydra.sweep.dir={out}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a point failed
     assert "config error: optimizer.lr=-1.0 is invalid" in proc.stderr
+    assert f"sweep {out}: 3 runs: 1 finished, 1 diverged, 1 failed" in proc.stderr
     status = {r["config.optimizer.lr"]: r["status"] for r in load_runs(out)}
     assert status == {0.1: "finished", -1.0: "failed", 1000.0: "diverged"}

@@ -84,3 +84,16 @@ def test_launcher_presets_compose(preset, plugin, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     if preset == "slurm":
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 16
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_every_experiment_has_only_schema_keys(exp):
+    """The CLI's unknown-key check (which also catches ``+key=value``) accepts every experiment."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dynamics.config import check_keys
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+exp={exp}"])
+    check_keys(OmegaConf.to_container(cfg, resolve=False))

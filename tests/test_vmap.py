@@ -48,6 +48,23 @@ def test_a_diverging_point_is_masked_and_the_others_finish(compose, tmp_path):
     assert len(read_metrics(tmp_path / "points" / "0")) == 201
 
 
+def test_a_diverged_lane_leaves_the_healthy_points_unchanged(compose, tmp_path):
+    """With the sharpness probe on: the diverged lane is held at its last finite state (its probes run
+    on finite parameters), the healthy points' outputs equal those of an all-healthy sweep, and the
+    diverged point records the step it diverged at as its steps_completed."""
+    base = [*SMOKE, "train.batch_size=null", "train.steps=60", "probes.eval.every=0"]
+    mixed = run(compose(*base, "vmap.lr=[0.1,50.0,0.2]"), tmp_path / "mixed")
+    healthy = run(compose(*base, "vmap.lr=[0.1,0.15,0.2]"), tmp_path / "healthy")
+    assert [p["status"] for p in mixed["vmap_points"]] == ["finished", "diverged", "finished"]
+    assert [p["status"] for p in healthy["vmap_points"]] == ["finished"] * 3
+    for i in (0, 2):
+        assert (tmp_path / "mixed" / "points" / str(i) / "metrics.jsonl").read_bytes() == (
+            tmp_path / "healthy" / "points" / str(i) / "metrics.jsonl").read_bytes()
+    bad = json.loads((tmp_path / "mixed" / "points" / "1" / "summary.json").read_text())
+    assert bad["steps_completed"] == bad["diverged_step"] < 10
+    assert read_metrics(tmp_path / "mixed" / "points" / "1")[-1]["step"] == bad["diverged_step"]
+
+
 def test_vmap_refuses_resume(compose, tmp_path):
     from dynamics.config import validate
 

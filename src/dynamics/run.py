@@ -27,6 +27,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -238,17 +239,34 @@ def _launcher_hint(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """The command line: Hydra's entry point with the exit codes of this module's docstring."""
+    """The command line: Hydra's entry point with the exit codes of this module's docstring.
+
+    Hydra is asked to raise its errors (``HYDRA_FULL_ERROR=1``) so that they are reported here: a
+    compose or override error as Hydra's message with exit 2, an OS error (Hydra creating the output
+    directory on a read-only or full disk) as one line with exit 1. Set ``HYDRA_FULL_ERROR=1`` yourself
+    for the full traceback.
+    """
     hint = _launcher_hint(sys.argv[1:])
     if hint:
         print(hint, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _main()
-    except SystemExit as exit_:
-        if exit_.code == 1 and not _entered:  # Hydra reports compose and override errors with 1
+    except Exception as err:
+        if full:
+            raise
+        if isinstance(err, OSError) and not isinstance(err, HydraException):
+            print(f"error: {_os_error(err)}", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
+        cause = err.__cause__
+        detail = f"\n{cause}" if cause is not None and str(cause) not in str(err) else ""
+        if not _entered:  # compose and override errors
+            print(f"{err}{detail}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
-        raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -169,6 +169,10 @@ class RunDir:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
+    def close(self) -> None:
+        """Close metrics.jsonl (``write_summary`` does, for a final summary)."""
+        self._metrics.close()
+
     def write_summary(self, summary: dict, *, final: bool = True) -> Path:
         """Write summary.json atomically; a ``final`` one also closes metrics.jsonl."""
         if final:
