@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from dynamics.io import RunDirInUse, load_runs, lock_run_dir, read_metrics
-from dynamics.run import run
+from dynamics.run import _on_sigterm, run
 from dynamics.tasks.base import Progress
 
 SMOKE = ["+exp=smoke", "train.steps=60", "train.chunk=5", "checkpoint.every=10"]
@@ -22,18 +22,22 @@ SMOKE = ["+exp=smoke", "train.steps=60", "train.chunk=5", "checkpoint.every=10"]
 def interrupt_at(monkeypatch):
     """``interrupt_at(step)``: send this process a real SIGINT once training has reached ``step``."""
 
-    def arm(step):
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def arm(step, sig=signal.SIGINT):
         original, armed = Progress.update, [True]
 
         def update(self, n, **postfix):
             original(self, n, **postfix)
             if armed[0] and self.done >= step:
                 armed[0] = False
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), sig)
 
         monkeypatch.setattr(Progress, "update", update)
+        signal.signal(signal.SIGTERM, _on_sigterm)  # as the command line installs it
 
-    return arm
+    yield arm
+    signal.signal(signal.SIGTERM, handler)
 
 
 def summary(path):
@@ -88,18 +92,21 @@ def test_sigint_in_a_directory_that_held_a_finished_run(compose, tmp_path, inter
 
 def test_truncated_newest_checkpoint_resumes_from_the_older_one(compose, tmp_path, interrupt_at,
                                                                 caplog):
+    """SIGTERM (preemption) at step 45 saves a checkpoint there (between the regular ones every 10);
+    that newest one truncated, resume falls back to step 40."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     run(compose(*SMOKE), whole)
-    interrupt_at(40)
+    interrupt_at(45, signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         run(compose(*SMOKE), broken)
+    assert (summary(broken)["status"], summary(broken)["signal"]) == ("interrupted", "SIGTERM")
     newest = sorted((broken / "checkpoints").glob("ckpt_*.npz"))[-1]
-    assert newest.name == f"ckpt_{summary(broken)['steps_completed']:09d}.npz"
+    assert newest.name == f"ckpt_{summary(broken)['steps_completed']:09d}.npz" == "ckpt_000000045.npz"
     os.truncate(newest, 2000)
     with caplog.at_level(logging.INFO, logger="dynamics"):
         resumed = run(compose(*SMOKE, "resume=true"), broken)
     assert resumed["status"] == "finished"
-    assert f"skipped {newest.name}" in caplog.text and "resumed from step 30" in caplog.text
+    assert f"skipped {newest.name}" in caplog.text and "resumed from step 40" in caplog.text
     assert (broken / "metrics.jsonl").read_bytes() == (whole / "metrics.jsonl").read_bytes()
     assert resumed["verdict"] == summary(whole)["verdict"]
 
