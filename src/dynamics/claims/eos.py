@@ -54,6 +54,15 @@ def stability_threshold(optimizer: str, hparams: dict, columns: dict | None = No
     return THRESHOLDS.get(optimizer).threshold(hparams, columns or {})
 
 
+def required_probe(claim: str, optimizer: str, criteria: dict) -> str | None:
+    """The probe whose metric claim ``claim`` reads for ``optimizer`` (checked before compiling)."""
+    if claim in ("eos", "eos_flow"):
+        metric = THRESHOLDS.get(optimizer).metric
+        return criteria.get("reduced_metric", metric) if claim == "eos_flow" and metric == "sharpness" \
+            else metric
+    return {"spherical_eos": "spherical_sharpness"}.get(claim)
+
+
 def _rise_fraction(loss: np.ndarray) -> float:
     loss = loss[np.isfinite(loss)]
     return float(np.mean(np.diff(loss) > 0)) if loss.size > 1 else float("nan")
@@ -90,8 +99,8 @@ def reached(metric: str, first, ratio: np.ndarray, label: str):
 
 
 @CLAIMS.register("eos")
-def edge_of_stability(columns, context, *, median_range=(1.0, 1.1), p95_max=1.25,
-                      min_rise_after=0.1, max_rise_before=0.01, expected_crossing=None,
+def edge_of_stability(columns, context, *, median_range=(0.98, 1.1), p95_max=1.25,
+                      min_rise_after=0.05, max_rise_before=0.01, expected_crossing=None,
                       crossing_tolerance=0.2) -> dict:
     """Numbers of the EoS claim and the checks of experiments/eos/README.md.
 

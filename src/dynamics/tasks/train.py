@@ -24,7 +24,7 @@ from dynamics.train.checkpoint import CheckpointError, restore_latest, save_chec
 from dynamics.train.loop import initial_probe_states
 from dynamics.train.sharding import data_mesh, replicate, shard_batch
 from dynamics.claims import judge, missing_verdict, seed_list
-from dynamics.claims.eos import THRESHOLDS
+from dynamics.claims.eos import THRESHOLDS, required_probe
 
 log = logging.getLogger("dynamics")
 
@@ -99,8 +99,18 @@ class Point(NamedTuple):
     dt: float
 
 
+def check_claim_inputs(cfg: Config) -> None:
+    """Fail before compiling when the claim cannot be judged from this run (no threshold, probe off)."""
+    probe = required_probe(cfg.claim.name, cfg.optimizer.name, cfg.claim.criteria)
+    if probe is not None:
+        every = getattr(cfg.probes, probe).every
+        check(every > 0, f"probes.{probe}.every", every,
+              f"a positive multiple of train.chunk: claim {cfg.claim.name!r} reads {probe}")
+
+
 def build_point(cfg: Config) -> Point:
     """Data, model, optimizer, initial state and probes for ``cfg`` (nothing compiled yet)."""
+    check_claim_inputs(cfg)
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)
     data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("name", "seed")}
