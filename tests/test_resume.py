@@ -14,7 +14,7 @@ import numpy as np
 from dynamics.io import load_runs
 from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 
-ARGS = ["+exp=eos", "train.steps=800", "checkpoint.every=50", "data.n_train=300"]
+ARGS = ["+exp=eos", "claim.seeds=1", "train.steps=800", "checkpoint.every=50", "data.n_train=300"]
 
 
 def start(run_dir, *extra):
