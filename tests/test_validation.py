@@ -96,3 +96,9 @@ def test_a_launcher_without_its_plugin_says_what_to_install(monkeypatch):
     assert _launcher_hint(["-m", "hydra/launcher=slurm", "+exp=eos"]) == (
         "config error: hydra/launcher=slurm needs its Hydra plugin: pip install -e '.[slurm]'")
     assert _launcher_hint(["+exp=eos"]) is None
+
+
+def test_checkpoints_of_a_claim_over_vmapped_seeds_are_refused_not_ignored(compose):
+    with pytest.raises(ConfigError, match=r"^checkpoint.every=50 is invalid: .*claim.seeds > 1"):
+        validate(compose("+exp=eos", "checkpoint.every=50"))
+    validate(compose("+exp=eos", "checkpoint.every=50", "claim.seeds=1"))

@@ -284,9 +284,12 @@ def validate(cfg: Config) -> None:
     swept = {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v is not None}
     for key, values in swept.items():
         check(len(values) > 0, f"vmap.{key}", values, "a non-empty list (or null: no sweep)")
-    check(not (swept and cfg.resume), "resume", cfg.resume, "false for a vmap.* sweep")
-    check(not (swept and cfg.checkpoint.every), "checkpoint.every", cfg.checkpoint.every,
-          "0 for a vmap.* sweep (checkpoints are per run)")
+    # the train task runs a claim over several seeds as a vmapped sweep too
+    vmapped = bool(swept) or (cfg.task == "train" and cfg.claim.seeds > 1)
+    check(not (vmapped and cfg.resume), "resume", cfg.resume,
+          "false for a vmap.* sweep or claim.seeds > 1 (set claim.seeds=1 to checkpoint one seed)")
+    check(not (vmapped and cfg.checkpoint.every), "checkpoint.every", cfg.checkpoint.every,
+          "0 for a vmap.* sweep or claim.seeds > 1 (checkpoints are per run; set claim.seeds=1)")
     _validate_vmap(cfg.optimizer, swept)
     c = cfg.checkpoint
     check(c.every >= 0 and c.every % t.chunk == 0, "checkpoint.every", c.every,
