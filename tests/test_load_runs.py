@@ -56,3 +56,12 @@ def test_to_frame_makes_a_table_or_says_how_to_install_pandas(tmp_path):
     else:
         assert list(to_frame(rows)["status"]) == ["finished"]
     assert json.loads((tmp_path / "0" / "summary.json").read_text())["status"] == "finished"
+
+
+def test_the_points_of_an_interrupted_sweep_are_interrupted(tmp_path):
+    parent = RunDir(tmp_path)
+    make_run(tmp_path / "points" / "0", steps=4)
+    make_run(tmp_path / "points" / "1", steps=4)
+    parent.write_summary({"status": "interrupted", "signal": "SIGTERM"})
+    rows = load_runs(tmp_path)
+    assert [(r["status"], r["steps_completed"]) for r in rows] == [("interrupted", 3)] * 2

@@ -66,6 +66,17 @@ def _held(run_dir: Path) -> bool:
     return False
 
 
+def _enclosing_status(run_dir: Path) -> str | None:
+    """``interrupted`` for a point or seed of a run that was interrupted (it ends with its parent)."""
+    if run_dir.parent.name not in ("points", "seeds"):
+        return None
+    try:
+        parent = json.loads((run_dir.parent.parent / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return "interrupted" if parent.get("status") == "interrupted" else None
+
+
 def load_runs(path: str | Path, *, metrics: bool = False) -> list[dict]:
     """Gather every run under ``path`` (a run directory or a multirun directory) into rows, in the
     natural order of their directories (0, 1, 2, …, 10).
@@ -77,7 +88,8 @@ def load_runs(path: str | Path, *, metrics: bool = False) -> list[dict]:
 
     Every run is listed with its status: a run that is going on is ``running``; one whose process died
     without writing a final status (SIGKILL, power loss) is ``killed``; a directory with a config but
-    no summary at all (killed before its first step) is ``killed`` too. For those, ``steps_completed``
+    no summary at all (killed before its first step) is ``killed`` too; a point or seed of an
+    ``interrupted`` run is ``interrupted``. For those, ``steps_completed``
     comes from the last metrics row. An unreadable summary or metrics line is skipped with a warning.
     ``to_frame(rows)`` makes a pandas table of them.
     """
@@ -103,11 +115,11 @@ def load_runs(path: str | Path, *, metrics: bool = False) -> list[dict]:
             row.update(_flatten(yaml.safe_load(config_path.read_text()) or {}, "config."))
         row.update(_flatten(summary))
         if summary.get("status", "running") == "running" and not _held(run_dir):
-            row["status"] = "killed"
+            row["status"] = _enclosing_status(run_dir) or "killed"
         elif "status" not in summary:
             row["status"] = "running"
         rows_of_run = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
-        if row["status"] in ("running", "killed") and rows_of_run:
+        if summary.get("status", "running") == "running" and rows_of_run:
             row["steps_completed"] = rows_of_run[-1]["step"]
         if metrics:
             row["metrics"] = rows_of_run
