@@ -1,0 +1,69 @@
+"""The implicit-bias claims on hand-made evidence: typed checks, the pass fraction over vmapped seeds, and
+verdicts that fail when evidence (an α, a seed, a rung of the η ladder, a control) is missing."""
+
+import numpy as np
+
+from dynamics.claims import judge
+
+
+def _kernel_context(alphas, gd):
+    n = len(alphas)
+    return {"alphas": alphas, "gd_rel_err": gd, "q_rel_err": gd, "gd_to_q": [1e-3] * n, "residual": [1e-10] * n,
+            "l2_rel_err": gd[-1], "l1_rel_err": 1e-12}
+
+
+def test_kernel_rich_passes_with_its_alphas_and_fails_without_them():
+    ok = judge("kernel_rich", [], _kernel_context([0.01, 0.1, 0.3, 1.0], [0.05, 0.4, 0.7, 0.8]), {})
+    assert ok["passed"] is True, ok["failed"]
+    assert ok["checks"]["rich_rel_err_a0.01"] == {"value": 0.05, "op": "<", "bound": 0.15,
+                                                  "source": "calibrated", "passed": True}
+    bad = judge("kernel_rich", [], _kernel_context([0.1, 1.0], [0.4, 0.8]), {})
+    assert bad["passed"] is False
+    assert any("missing α = 0.01" in f for f in bad["failed"])
+    assert any("missing α = 0.3" in f for f in bad["failed"])
+
+
+def test_label_noise_judges_each_seed_and_counts_missing_seeds():
+    context = {"seeds": [0, 1, 2, 3, 4], "num_seeds": 5, "ln_rel_err": [0.01, 0.02, 0.01, 0.3, 0.01],
+               "gd_rel_err": [0.8] * 5, "l1_rel_err": [1e-12] * 5, "min_pass_fraction": 0.8}
+    v = judge("label_noise", [], context, {})
+    assert v["passed"] is True and v["n_passed"] == 4 and v["per_check"]["ln_rel_err"]["n_passed"] == 4
+    assert v["per_seed"][3]["failed"] == ["ln_rel_err 0.3 >= 0.1"]
+    short = {**context, "seeds": [0, 1, 2], "ln_rel_err": [0.01] * 3, "gd_rel_err": [0.8] * 3,
+             "l1_rel_err": [1e-12] * 3}
+    v = judge("label_noise", [], short, {})
+    assert v["passed"] is False and v["failed"][0] == "3/5 seeds passed, 4 required"
+
+
+def _mirror_context(**gaps):
+    base = {"uu_minus_vv": [4e-3, 2e-3, 1e-3], "uv": [4e-3, 2e-3, 1e-3], "power3": [4e-3, 2e-3, 1e-3],
+            "matrix": [4e-2, 2e-2, 1e-2], "matrix_generic": [0.1, 0.1, 0.1]}
+    return {"gaps": {**base, **gaps}, "commuting": ["uu_minus_vv", "uv", "power3", "matrix"],
+            "control": ["matrix_generic"], "lie_brackets": {"uu_minus_vv": 0.0, "UUt": 2.0},
+            "lie_commuting": ["uu_minus_vv"], "lie_noncommuting": ["UUt"], "lrs": [], "matrix_lrs": []}
+
+
+def test_mirror_descent_needs_halving_gaps_and_a_flat_control():
+    assert judge("mirror_descent", [], _mirror_context(), {})["passed"] is True
+    v = judge("mirror_descent", [], _mirror_context(matrix=[0.1, 0.1, 0.1]), {})
+    assert v["passed"] is False and "ratio_matrix_0 1 outside [1.8, 2.2]" in v["failed"]
+    v = judge("mirror_descent", [], _mirror_context(matrix_generic=[0.1]), {})
+    assert v["failed"] == ["missing control matrix_generic"]
+    v = judge("mirror_descent", [], _mirror_context(matrix_generic=[0.08, 0.04, 0.02]), {})
+    assert any(f.startswith("control_limit_gap_matrix_generic") for f in v["failed"])
+
+
+def test_label_noise_flow_needs_every_check_time():
+    columns = {"step": np.array([0, 10, 20]), "ratio": np.array([np.nan, 0.05, 0.04]),
+               "se_ratio": np.array([np.nan, 0.02, 0.02]), "control_ratio": np.array([np.nan, 0.6, 0.2])}
+    context = {"check_times": [1.0, 2.0], "check_steps": [10, 20], "c": 0.125, "num_runs": 8,
+               "discrimination_constant": 0.5, "phi_residual": 1e-12}
+    from dynamics.claims import CLAIMS
+
+    assert CLAIMS.get("label_noise_flow")(columns, context)["passed"] is True
+    v = CLAIMS.get("label_noise_flow")(columns, {**context, "check_times": [1.0, 2.0, 4.0],
+                                                 "check_steps": [10, 20, 40]})
+    assert v["passed"] is False and "ratio_t4 missing" in v["failed"]
+    flat = {**columns, "control_ratio": np.array([np.nan, 0.1, 0.1])}
+    v = CLAIMS.get("label_noise_flow")(flat, context)
+    assert v["passed"] is False and v["failed"][0].startswith("discrimination_max_ratio 0.1 <= 0.15")
