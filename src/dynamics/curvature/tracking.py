@@ -16,7 +16,7 @@ per tracked count, driven from Python (a few in a run).
 """
 
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -98,6 +98,12 @@ def _solve(matvec_fn, args, V0, tol, *, method, max_iters):
     return res._replace(vectors=align_signs(res.vectors, V0))
 
 
+@lru_cache(maxsize=64)
+def _jitted_solve(matvec_fn, method: str, max_iters: int):
+    """One jitted solver per (operator, method, budget), shared by trackers (compiled once per k)."""
+    return jax.jit(partial(_solve, matvec_fn, method=method, max_iters=max_iters))
+
+
 class EigenTracker:
     r"""Warm-started top eigenpairs of a symmetric operator whose tracked count grows by itself.
 
@@ -131,7 +137,7 @@ class EigenTracker:
         self.threshold, self.fraction = float(threshold), float(fraction)
         self.k_init, self.k_max, self.grow = int(k_init), int(k_max), bool(grow)
         self.tol = tol
-        self._solve = jax.jit(partial(_solve, matvec_fn, method=method, max_iters=max_iters))
+        self._solve = _jitted_solve(matvec_fn, method, int(max_iters))
 
     def _new_rows(self, V: jax.Array | None, n: int, count: int, key, dtype) -> jax.Array:
         R = jax.random.normal(key, (count, n), dtype)

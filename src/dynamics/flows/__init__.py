@@ -17,9 +17,22 @@ Pure JAX (use float64: ``jax.config.update("jax_enable_x64", True)``); scipy onl
 * margins (``dynamics.flows.margin``): ``init_two_layer``, ``two_layer_apply``,
   ``symmetric_separable_data``, ``train_two_layer``, ``normalized_margin``, ``linearity``,
   ``effective_linear``, ``svm_direction``, ``optimal_margin``;
+* central flows (``dynamics.flows.central*``): ``run_central_flows(loss_fn, params, data, opt, steps,
+  settings, key=...)`` with ``CentralFlowSettings`` → ``CentralFlowsResult``; optimizers ``FlowOptimizer``
+  (``central_gd``, ``central_rmsprop``, ``central_scalar_rmsprop``); steps ``central_step``,
+  ``central_substep``, ``stable_step``, ``discrete_step``, ``gd_sigma2``; the SDCP ``solve_sdcp``,
+  ``solve_sdcp_svec``, ``SDCPResult``;
 * ``scan_log(step, carry, steps, log_every)``, ``log_steps``.
 """
 
+from dynamics.flows.central import (central_step, central_substep, discrete_step, gd_sigma2,
+                                    stable_step)
+from dynamics.flows.central_optim import FlowOptimizer
+from dynamics.flows.central_optim import gd as central_gd
+from dynamics.flows.central_optim import rmsprop as central_rmsprop
+from dynamics.flows.central_optim import scalar_rmsprop as central_scalar_rmsprop
+from dynamics.flows.central_run import CentralFlowSettings, CentralFlowsResult, run_central_flows
+from dynamics.flows.central_sdcp import SDCPResult, solve_sdcp, solve_sdcp_svec
 from dynamics.flows.diagonal import (KINDS, diag_map, hessian_trace, init_params, label_noise_step, loss,
                                      off_support_mass, relative_error, run_gd, run_label_noise,
                                      sparse_regression, split)
@@ -35,6 +48,9 @@ from dynamics.flows.woodworth import (argmin_woodworth, min_l2_interpolant, min_
                                       woodworth_potential, woodworth_q)
 
 __all__ = [
+    "CentralFlowSettings", "CentralFlowsResult", "FlowOptimizer", "SDCPResult", "central_gd",
+    "central_rmsprop", "central_scalar_rmsprop", "central_step", "central_substep", "discrete_step",
+    "gd_sigma2", "run_central_flows", "solve_sdcp", "solve_sdcp_svec", "stable_step",
     "KINDS", "MirrorModel", "argmin_woodworth", "diag_map", "effective_linear", "gauss_newton_project",
     "gd_vs_mirror", "gradient_flow_limit", "h_power", "h_power_inv", "hessian_trace", "init_params",
     "init_two_layer", "label_noise_flow", "label_noise_step", "leaky_relu", "lie_bracket", "linearity",

@@ -20,6 +20,7 @@ are jit arguments); tracked counts and the number of critical eigenvalues are st
 """
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -84,18 +85,32 @@ class CentralFlowsResult(NamedTuple):
 class _Fns:
     """The jitted step functions of one run (closed over the loss and the optimizer kind only)."""
 
-    def __init__(self, floss, settings):
+    def __init__(self, floss, substeps):
+        self.floss = floss
         self.discrete = jax.jit(lambda opt, w, st, data: cf.discrete_step(floss, opt, w, st, data))
         self.central = jax.jit(lambda opt, *a, k_c: cf.central_step(floss, opt, *a, k_c=k_c,
-                                                                     substeps=settings.substeps),
+                                                                     substeps=substeps),
                                static_argnames="k_c")
         self.stable = jax.jit(lambda opt, w, st, data, n: cf.stable_step(floss, opt, w, st, data, n))
         self.loss_grad = jax.jit(jax.value_and_grad(floss))
         self.opt_init = jax.jit(lambda opt, w: discrete_transform(opt).init(w))
+        self.matvec = {}  # optimizer kind -> effective matvec (one per kind: shared tracker compiles)
+
+    def effective_matvec(self, opt):
+        if opt.kind not in self.matvec:
+            self.matvec[opt.kind] = cf.effective_matvec(self.floss, opt)
+        return self.matvec[opt.kind]
 
 
-def _trackers(floss, opt, s: CentralFlowSettings):
-    mv = cf.effective_matvec(floss, opt)
+@functools.lru_cache(maxsize=8)
+def _setup(loss_fn, treedef, shapes, substeps):
+    """The unravel map and the jitted steps, cached so that repeated runs with one loss function and
+    parameter layout reuse their compilations."""
+    unravel = ravel_pytree(jax.tree.unflatten(treedef, [jnp.zeros(s, d) for s, d in shapes]))[1]
+    return unravel, _Fns(lambda w, d: loss_fn(unravel(w), d), substeps)
+
+
+def _trackers(mv, s: CentralFlowSettings):
     kw = dict(threshold=2.0, fraction=s.track_fraction, method=s.eig_method, tol=s.eig_tol,
               max_iters=s.eig_max_iters)
     grow = dict(k_init=s.k_init, k_max=s.k_max, **kw)
@@ -129,9 +144,11 @@ def run_central_flows(loss_fn, params, data, opt: FlowOptimizer, steps: int,
     unknown = set(s.processes) - set(PROCESSES)
     if unknown:
         raise ValueError(f"unknown processes {sorted(unknown)}; valid: {', '.join(PROCESSES)}.")
-    w0, unravel = ravel_pytree(params)
-    floss = lambda w, d: loss_fn(unravel(w), d)  # noqa: E731
-    fns, trk = _Fns(floss, s), _trackers(floss, opt, s)
+    w0 = ravel_pytree(params)[0]
+    leaves, treedef = jax.tree.flatten(params)
+    shapes = tuple((tuple(x.shape), jnp.result_type(x)) for x in leaves)
+    unravel, fns = _setup(loss_fn, treedef, shapes, s.substeps)
+    trk = _trackers(fns.effective_matvec(opt), s)
     opt_state = fns.opt_init(opt, w0)
     for t in range(s.warm_start):
         w0, opt_state, _ = fns.discrete(opt, w0, opt_state, data)
