@@ -1,80 +1,168 @@
-"""The cross-run analyses of experiments/svag and experiments/sqrt_scaling: their estimator against a
-simulated ensemble with a known answer, and a tiny vmapped multi-seed sweep through each script."""
+"""The sweep claims of the SDE family: the ladder's estimators against simulated ensembles with a known
+answer, the verdict logic (rate, paired jackknife, missing evidence), and tiny one-command runs of the
+``svag`` and ``sqrt_scaling`` tasks through ``dynamics.run.run``."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dynamics.claims import CLAIMS
 from dynamics.run import run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_analyze",
-                                                  ROOT / "experiments" / name / "analyze.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from dynamics.svag import distance, ladder_rate, squared_distance
 
 
 def test_svag_distance_is_unbiased_for_correlated_seed_pairs():
     """Seed i gives the runs at ℓ and 2ℓ a shared init component; the estimate of the squared distance
     between the expected curves must be unbiased anyway, the uncorrected one is not, and the jackknife
     standard error must match the spread of the estimates."""
-    svag = load_script("svag")
     rng = np.random.default_rng(0)
     reps, seeds, points = 2000, 16, 10
     mu_a = np.linspace(0.0, 0.02, points)
-    mu_b = np.zeros(points)
-    truth = float(np.mean((mu_a - mu_b) ** 2))  # 1.27e-4
+    truth = float(np.mean(mu_a**2))  # 1.27e-4
     shared = rng.normal(0, 0.03, (reps, seeds, points))  # the init, common to both runs of a seed
     a = mu_a + shared + rng.normal(0, 0.02, (reps, seeds, points))
-    b = mu_b + shared + rng.normal(0, 0.02, (reps, seeds, points))
-    est = np.array([svag.squared_distance(x, y) for x, y in zip(a, b)])
+    b = shared + rng.normal(0, 0.02, (reps, seeds, points))
+    est = np.array([squared_distance(x, y) for x, y in zip(a, b)])
     naive = np.mean((a.mean(1) - b.mean(1)) ** 2, axis=1)
-    # noise of the paired mean: var(D)/S = 2·0.02²/16 = 5e-5 per point, the naive estimate's bias
     assert abs(est.mean() - truth) < 4 * est.std() / np.sqrt(reps)
-    assert naive.mean() - truth == pytest.approx(5e-5, rel=0.1)
-    se = np.array([svag.distance(x, y)["d2_se"] for x, y in zip(a[:300], b[:300])])
+    assert naive.mean() - truth == pytest.approx(5e-5, rel=0.1)  # var(D)/S = 2·0.02²/16 per point
+    se = np.array([distance(x, y)["d2_se"] for x, y in zip(a[:300], b[:300])])
     assert np.median(se) == pytest.approx(est.std(), rel=0.25)
+
+
+def _ensemble(rng, offsets, seeds=48, points=10, noise=0.01):
+    """Rungs ℓ = 1, 2, 4, 8 whose expected curves sit at ``offsets`` from the limit; seed i shares its
+    init component at every rung (paired)."""
+    shared = rng.normal(0, 0.05, (seeds, points))
+    shape = np.linspace(0.5, 1.5, points)
+    return [o * shape + shared + rng.normal(0, noise, (seeds, points)) for o in offsets]
+
+
+def _ladder(stacks, ls=(1.0, 2.0, 4.0, 8.0), missing=()):
+    return {"name": "adam", "required_ls": list(ls), "ls": list(ls), "seeds": list(range(48)),
+            "stacks": dict(zip(ls, stacks)), "missing_runs": list(missing)}
+
+
+def test_rate_rule_passes_first_order_and_fails_a_plateau():
+    """O(1/ℓ): offsets c/ℓ give d(ℓ, 2ℓ) = c/(2ℓ), d²(4,8)/d²(1,2) = 1/16: passes at ρ = 1/8. The
+    plateau of the issue (d = 2e-2, 1e-2, 1e-2: ratio 1/4) fails, however small its SE."""
+    claim = CLAIMS.get("svag_ladder")
+    rng = np.random.default_rng(1)
+    c = 0.08
+    first_order = _ensemble(rng, [c, c / 2, c / 4, c / 8])
+    v = claim({}, {"metric": "train_loss", "ladders": {"adam": _ladder(first_order)}})
+    assert v["passed"] is True, v["failed"]
+    assert v["adam"]["ratio"] == pytest.approx(1 / 16, abs=0.05)
+    plateau = _ensemble(rng, [0.05, 0.03, 0.02, 0.01], noise=0.002)  # d = 0.02, 0.01, 0.01 (scaled)
+    v = claim({}, {"metric": "train_loss", "ladders": {"adam": _ladder(plateau)}})
+    assert v["passed"] is False and "adam_rate_t" in v["failed"][0]
+    assert v["adam"]["ratio"] == pytest.approx(0.25, rel=0.3)
+
+
+def test_paired_jackknife_is_smaller_than_unpaired_when_seeds_share_inits():
+    rng = np.random.default_rng(2)
+    stacks = _ensemble(rng, [0.02, 0.01, 0.005, 0.0025], seeds=32, noise=0.005)
+    paired = ladder_rate(stacks, 0.125)
+    shuffled = [s[rng.permutation(len(s))] for s in stacks]  # breaks the pairing
+    assert paired["delta_se"] < ladder_rate(shuffled, 0.125)["delta_se"]
+
+
+def test_missing_rung_seed_or_noise_fails_the_ladder():
+    claim = CLAIMS.get("svag_ladder")
+    rng = np.random.default_rng(3)
+    stacks = _ensemble(rng, [0.08, 0.04, 0.02, 0.01])
+    one_missing = claim({}, {"ladders": {"adam": _ladder(stacks, missing=["adam_l8 seed 5: diverged"])}})
+    assert one_missing["passed"] is False
+    assert one_missing["failed"] == ["adam_missing_runs 1 > 0 (adam_l8 seed 5: diverged)"]
+    lad = _ladder(stacks)
+    lad["ls"] = [1.0, 2.0, 4.0]
+    assert any("rung ℓ=8" in f for f in claim({}, {"ladders": {"adam": lad}})["failed"])
+    assert claim({}, {"ladders": {}})["passed"] is False
+    noise = _ensemble(rng, [0.0, 0.0, 0.0, 0.0])  # nothing resolved: no evidence of a rate
+    assert claim({}, {"ladders": {"adam": _ladder(noise)}})["passed"] is False
+
+
+def _scaling_context(**changes):
+    gaps = {"adam": {"sqrt": {0.25: 0.03, 0.0625: 0.05}, "linear": {0.25: 0.2, 0.0625: 0.6}},
+            "gd": {"linear": {0.25: 0.04, 0.0625: 0.06}}}
+    return {"gaps": gaps, "kappas": [0.25, 0.0625], "adaptive_rule": "sqrt", "sgd_rule": "linear",
+            "missing_runs": [], **changes}
+
+
+def test_scaling_rule_needs_its_control_and_an_adaptive_optimizer():
+    claim = CLAIMS.get("scaling_rule")
+    assert claim({}, _scaling_context())["passed"] is True
+    ctx = _scaling_context()
+    del ctx["gaps"]["adam"]["linear"]
+    v = claim({}, ctx)
+    assert v["passed"] is False and "missing adam: the linear-rule control at κ=0.0625" in v["failed"]
+    ctx = _scaling_context()
+    del ctx["gaps"]["adam"]
+    assert "missing an adaptive optimizer (adam, adamw, rmsprop)" in claim({}, ctx)["failed"]
+    v = claim({}, _scaling_context(adaptive_rule="linear"))  # the control: the linear rule for Adam
+    assert v["passed"] is False and v["checks"]["adam_linear_gap_k0.25"]["passed"] is False
+    v = claim({}, _scaling_context(missing_runs=["adam_sqrt_k0.25 seed 3: diverged"]))
+    assert v["passed"] is False and v["checks"]["missing_runs"]["value"] == 1
 
 
 @pytest.fixture
 def tiny(compose):
     def make(exp, *overrides):
-        return compose(f"+exp={exp}", "data.n_train=256", "data.n_test=64", "vmap.seed=[0,1,2]",
-                       "probes.eval.every=10", *overrides)
+        return compose(f"+exp={exp}", "data.n_train=256", "data.n_test=64", "probes.eval.every=10",
+                       *overrides)
     return make
 
 
-def test_svag_analysis_of_a_tiny_three_seed_ladder(tiny, tmp_path):
-    for i, l in enumerate((1, 2)):
-        summary = run(tiny("svag", "train.steps=10", f"oracle.svag_l={l}"), tmp_path / str(i))
-        assert [p["seed"] for p in summary["vmap_points"]] == [0, 1, 2]
-    out = load_script("svag").analyze([tmp_path])
-    gaps = out["gaps"]["adam"]
-    assert gaps["n_seeds"] == 3 and gaps["l_pairs"] == [[1.0, 2.0]]
-    for metric in ("train_loss", "test_accuracy", "test_loss"):
-        (detail,) = gaps[f"{metric}_detail"]
-        assert detail["d"] == pytest.approx(np.sqrt(max(detail["d2"], 0.0)))
-        assert detail["raw"] >= 0 and detail["d2_se"] >= 0
-    assert "passed" in out["verdict"] and (tmp_path / "svag.png").exists()
-    assert json.loads((tmp_path / "sweep_summary.json").read_text())["passed"] == out["passed"]
+def test_seed_rows_counts_diverged_failed_and_absent_seeds(tmp_path):
+    from types import SimpleNamespace
+
+    from dynamics.tasks.sde_sweep import complete_seeds, missing_runs, seed_rows
+
+    point = tmp_path / "points" / "a" / "points" / "0"
+    point.mkdir(parents=True)
+    (point / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
+    summary = {"status": "finished", "vmap_points": [
+        {"dir": "points/0", "seed": 0, "status": "finished"},
+        {"dir": "points/1", "seed": 1, "status": "diverged"}]}
+    run_dir = SimpleNamespace(path=tmp_path)
+    points = {"a": seed_rows(run_dir, "a", summary, [0, 1, 2]),
+              "b": seed_rows(run_dir, "b", {"status": "failed", "error": "boom"}, [0, 1, 2])}
+    assert points["a"][0]["rows"] == [{"step": 0, "loss": 1.0}]
+    assert [e["status"] for e in points["a"].values()] == ["finished", "diverged", "missing"]
+    assert missing_runs(points) == ["a seed 1: diverged", "a seed 2: missing", "b seed 0: failed",
+                                    "b seed 1: failed", "b seed 2: failed"]
+    assert complete_seeds(points, ["a"]) == [0] and complete_seeds(points, ["a", "b"]) == []
 
 
-def test_sqrt_scaling_analysis_compares_seed_means(tiny, tmp_path):
-    points = [("sqrt", 1.0), ("sqrt", 0.25), ("linear", 0.25)]
-    for i, (rule, kappa) in enumerate(points):
-        run(tiny("sqrt_scaling", "train.steps=20", f"scaling.rule={rule}", f"scaling.kappa={kappa}"),
-            tmp_path / str(i))
-    out = load_script("sqrt_scaling").analyze([tmp_path])
-    assert out["seeds"] == {"adam": 3} and out["seed_floor"]["adam"] >= 0
-    assert {(g["rule"], g["kappa"]) for g in out["gaps"]} == {("sqrt", 0.25), ("linear", 0.25)}
-    assert set(out["verdict"]["checks"]) == {"adam_sqrt_within_tol", "adam_linear_departs"}
-    # the applied hyperparameters reach the runs: batch 16 and 4x the steps at kappa = 1/4
-    scaled = [r for r in out["runs"] if r["kappa"] == 0.25]
-    assert {r["batch_size"] for r in scaled} == {16} and {r["steps"] for r in scaled} == {80}
+def test_svag_one_command_runs_every_rung(tiny, tmp_path):
+    cfg = tiny("svag", "train.steps=10", "sde.svag.seeds=3", "sde.svag.ls=[1,2,4]",
+               "sde.svag.others=null")
+    summary = run(cfg, tmp_path)
+    assert set(summary["points"]) == {"adam_l1", "adam_l2", "adam_l4"}
+    assert (tmp_path / "points" / "adam_l4" / "points" / "2" / "metrics.jsonl").exists()
+    v = summary["verdict"]
+    assert "adam_rate_t" in v["checks"] and v["checks"]["adam_missing_runs"]["value"] == 0
+    assert v["adam"]["n_seeds"] == 3 and len(v["adam"]["pairs"]) == 2
+    assert v["criteria"] == {"rho": 0.125, "z": 2.0, "max_missing": 0}
+    assert set(summary["distances"]["adam"]) == {"train_loss", "test_accuracy", "test_loss"}
+    assert (tmp_path / "figures" / "svag.png").exists()
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["verdict"]["passed"] is v["passed"]
+
+
+def test_sqrt_scaling_one_command_fails_without_its_controls(tiny, tmp_path):
+    cfg = tiny("sqrt_scaling", "train.steps=20", "sde.sqrt_scaling.seeds=2",
+               "sde.sqrt_scaling.kappas=[0.25]", "sde.sqrt_scaling.rules=[sqrt]",
+               "sde.sqrt_scaling.others=null")
+    summary = run(cfg, tmp_path)
+    assert set(summary["points"]) == {"adam_base", "adam_sqrt_k0.25"}
+    v = summary["verdict"]
+    assert v["passed"] is False
+    assert "missing adam: the linear-rule control at κ=0.25" in v["failed"]
+    assert "missing the SGD baseline" in v["failed"]
+    assert v["checks"]["adam_sqrt_gap_k0.25"]["value"] is not None
+    # the applied hyperparameters reach the points: batch 16 and 4x the steps at kappa = 1/4
+    point = json.loads((tmp_path / "points" / "adam_sqrt_k0.25" / "points" / "0" /
+                        "summary.json").read_text())
+    assert point["hparams"]["batch_size"] == 16 and point["hparams"]["steps"] == 80

@@ -18,12 +18,16 @@ how the papers test SDE validity on networks. With two independent minibatches o
 
 Time: SGD step k is at :math:`t = k\eta/\ell`; adaptive step k at :math:`t = k(\eta/\ell)^2`
 (``continuous_time``), so curves for different ℓ line up.
+
+The ladder's statistics (``squared_distance``, ``distance``, ``ladder_rate``) compare the *expected*
+curves of two rungs from S paired seeds: seed i is the same init (the same unit) at every ℓ.
 """
 
 import math
 from collections.abc import Callable
 
 import jax
+import numpy as np
 
 from dynamics.errors import check
 from dynamics.scaling import linear_scaling, sqrt_scaling
@@ -166,3 +170,48 @@ def continuous_time(step, lr_base: float, l: float, adaptive: bool):
     l = _check_l(l)
     per_step = (lr_base / l) ** 2 if adaptive else lr_base / l
     return step * per_step
+
+
+def squared_distance(a: np.ndarray, b: np.ndarray) -> float:
+    r"""Unbiased estimate of mean_t (E a_t − E b_t)² from paired seeds (row i of ``a`` and ``b``: seed i).
+
+    With the paired differences :math:`D_i = a_i - b_i` (i.i.d. over seeds, whatever the correlation
+    within a pair), :math:`E[\bar D^2] = (E D)^2 + \mathrm{Var}(D)/S`, so
+    :math:`d^2 = \mathrm{mean}_t[\bar D_t^2 - s^2_{D,t}/S]`.
+    """
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.mean(diff.mean(axis=0) ** 2 - diff.var(axis=0, ddof=1) / len(diff)))
+
+
+def jackknife_se(statistic: Callable, stacks: list[np.ndarray]) -> float:
+    """Jackknife standard error of ``statistic(*stacks)`` over seeds, leaving seed i out of every
+    stack together (paired)."""
+    n = len(stacks[0])
+    loo = np.array([statistic(*(np.delete(s, i, 0) for s in stacks)) for i in range(n)])
+    return float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> dict:
+    """d = √max(d², 0), d² with its paired jackknife SE, and the uncorrected mean |Δ| of the means."""
+    d2 = squared_distance(a, b)
+    return {"d": float(np.sqrt(max(d2, 0.0))), "d2": d2,
+            "d2_se": jackknife_se(squared_distance, [a, b]),
+            "raw": float(np.mean(np.abs(np.mean(a, 0) - np.mean(b, 0))))}
+
+
+def ladder_rate(stacks: list[np.ndarray], rho: float) -> dict:
+    r"""The rate statistic of a ladder ℓ₁ < … < ℓ_m (``stacks``: one (seeds, points) array per rung).
+
+    :math:`\Delta = d^2(\ell_{m-1}, \ell_m) - \rho\, d^2(\ell_1, \ell_2)` with its paired jackknife
+    SE (seed i left out at every rung), ``t`` = Δ/SE, and d² ± SE of every adjacent pair.
+    """
+    def delta(*s):
+        return squared_distance(s[-2], s[-1]) - rho * squared_distance(s[0], s[1])
+
+    value = delta(*stacks)
+    se = jackknife_se(delta, stacks)
+    pairs = [distance(a, b) for a, b in zip(stacks, stacks[1:])]
+    first, last = pairs[0]["d2"], pairs[-1]["d2"]
+    return {"delta": value, "delta_se": se, "t": value / se if se > 0 else float("nan"),
+            "ratio": last / first if first > 0 else float("nan"), "pairs": pairs,
+            "n_seeds": int(len(stacks[0]))}

@@ -32,13 +32,12 @@ import optax
 from dynamics.config import Config
 from dynamics.errors import check
 from dynamics.io import RunDir
-from dynamics.optim import build_optimizer
 from dynamics.plots import plot_training
-from dynamics.scaling import apply_scaling
-from dynamics.sde import (adam_sde, adaptive_stationary_loss, diagonal_noise, nqm_oracle,
-                          rmsprop_sde, run_optimizer, sample_paths, sgd_moments, sgd_sde,
-                          sgd_sde_moments, sgd_sde_stationary_variance, sgd_stationary_variance)
+from dynamics.sde import (adam_sde, diagonal_noise, nqm_oracle, rmsprop_sde, run_optimizer,
+                          sample_paths, sgd_moments, sgd_sde, sgd_sde_moments,
+                          sgd_sde_stationary_variance, sgd_stationary_variance)
 from dynamics.tasks.base import TASKS
+from dynamics.tasks.sde_nqm import N_SAVES, max_deviation, scaling_part  # noqa: F401
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 from dynamics.claims import judge
@@ -48,7 +47,6 @@ log = logging.getLogger("dynamics")
 H2 = np.array([1.0, 0.25])
 S2 = np.array([1.0, 4.0])
 THETA2 = np.array([2.0, -2.0])
-N_SAVES = 20  # saved points per part-3 run (matched in samples seen across batch sizes)
 
 
 def _loss_fn(h):
@@ -70,15 +68,15 @@ def _exact_loss(moments) -> np.ndarray:
 
 def sgd_part(cfg: Config, key, dtype) -> tuple[dict, list[dict], dict]:
     """Discrete SGD vs SGD SDE vs closed forms at η and η/2; rows of the η run; curves for figures."""
-    s = S2 * cfg.sde.noise_std**2
+    s = S2 * cfg.sde.quadratic.noise_std**2
     h, theta0 = jnp.asarray(H2, dtype), jnp.asarray(THETA2, dtype)
     f = _loss_fn(H2)
-    lr0, steps0, n = cfg.optimizer.lr, cfg.train.steps, cfg.sde.num_paths
+    lr0, steps0, n = cfg.optimizer.lr, cfg.train.steps, cfg.sde.quadratic.num_paths
     t_end = steps0 * lr0
     out, rows, curves = {"time": t_end, "levels": []}, [], {}
     for level, lr in enumerate((lr0, lr0 / 2)):
         steps = steps0 * 2**level
-        sub = cfg.sde.sde_substeps
+        sub = cfg.sde.quadratic.sde_substeps
         dt = lr / sub
         k_disc, k_sde = jax.random.split(jax.random.fold_in(key, level))
         disc = sample_paths(lambda k, lr=lr, steps=steps: run_optimizer(
@@ -135,7 +133,7 @@ def sgd_part(cfg: Config, key, dtype) -> tuple[dict, list[dict], dict]:
 
 def adaptive_part(cfg: Config, key, dtype) -> tuple[dict, dict]:
     """RMSprop and Adam at η and η/2 (σ0, ε0, c1, c2 fixed) against their SDEs: weak error of E f(θ_T)."""
-    c = cfg.sde
+    c = cfg.sde.quadratic
     h, theta0, base_s = (jnp.asarray(a, dtype) for a in (H2, THETA2, S2 * c.noise_std**2))
     f = _loss_fn(H2)
     n, t_end, lr0 = c.num_paths, c.adaptive_time, c.adaptive_lr
@@ -161,13 +159,14 @@ def adaptive_part(cfg: Config, key, dtype) -> tuple[dict, dict]:
             steps = int(round(t_end / lr**2))
             sigma, eps = c.sigma0 / lr, c.eps0 / lr
             b2 = 1.0 - c.c2 * lr**2
-            check(0.0 <= b2 < 1.0, "sde.c2", c.c2, f"a value with 1 - c2*lr^2 in [0, 1) at lr={lr:g}")
+            check(0.0 <= b2 < 1.0, "sde.quadratic.c2", c.c2,
+                  f"a value with 1 - c2*lr^2 in [0, 1) at lr={lr:g}")
             if name == "rmsprop":
                 tx = optax.rmsprop(lr, decay=b2, eps=eps, eps_in_sqrt=False)
                 betas = {"b2": b2}
             else:
                 b1 = 1.0 - c.c1 * lr**2
-                check(0.0 <= b1 < 1.0, "sde.c1", c.c1,
+                check(0.0 <= b1 < 1.0, "sde.quadratic.c1", c.c1,
                       f"a value with 1 - c1*lr^2 in [0, 1) at lr={lr:g}")
                 tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
                 betas = {"b1": b1, "b2": b2}
@@ -179,118 +178,13 @@ def adaptive_part(cfg: Config, key, dtype) -> tuple[dict, dict]:
             se = float(math.hypot(d_se[-1], ref_se[-1]))
             levels.append({"lr": lr, "steps": steps, "sigma": sigma, "eps": eps, **betas,
                            "loss_discrete": float(d_mean[-1]), "loss_sde": float(ref_mean[-1]),
-                           "weak_error": err, "se": se})
+                           "weak_error": err, "se": se,
+                           "signed_error": float(d_mean[-1] - ref_mean[-1]),
+                           "se_discrete": float(d_se[-1])})
             curves[f"{name} lr={lr:g}"] = (np.arange(steps + 1) * lr**2, d_mean)
         out[name] = {"levels": levels, "sde_dt": ref_dt,
                      "weak_error_ratio": levels[0]["weak_error"] / max(levels[1]["weak_error"],
                                                                       1e-300)}
-    return out, curves
-
-
-# ------------------------------------------------------------------------------------------ part 3
-
-_NQM_CURVES: dict = {}  # compiled Monte Carlo curves by (optimizer, steps, save_every, paths, dim, dtype)
-
-
-def _nqm_curve(opt: str, hparams: dict, h, per_sample_std: float, theta0: float, steps: int,
-               save_every: int, key, paths: int, dtype) -> np.ndarray:
-    """Mean loss over ``paths`` NQM runs, saved every ``save_every`` steps.
-
-    The optimizer hyperparameters, curvatures, noise and θ0 are traced arguments of one compiled
-    function per (optimizer, steps, save_every, paths, dim, dtype): the cases of part 3 that share a
-    shape reuse its compilation (inject_hyperparams keeps the hyperparameters in the optimizer state).
-    """
-    batch = hparams["batch_size"]
-    tx = build_optimizer(opt, **{k: v for k, v in hparams.items() if k != "batch_size"})
-    hp = tx.init(jnp.zeros(len(h), dtype)).hyperparams
-    sig = (opt, steps, save_every, paths, len(h), jnp.dtype(dtype).name)
-    if sig not in _NQM_CURVES:
-        def curve(hp, hj, s, th0, key, tx=tx):
-            traced = optax.GradientTransformation(
-                lambda p: tx.init(p)._replace(hyperparams=hp), tx.update)
-            f = lambda th: 0.5 * jnp.sum(hj * th**2)  # noqa: E731
-            out = jax.vmap(lambda k: run_optimizer(
-                traced, nqm_oracle(hj, s), th0, num_steps=steps, key=k, save_every=save_every,
-                observe=f))(jax.random.split(key, paths))
-            return out.y
-
-        _NQM_CURVES[sig] = jax.jit(curve)
-    s = jnp.asarray(per_sample_std**2 * np.asarray(h) / batch, dtype)
-    hj = jnp.asarray(h, dtype)
-    ys = _NQM_CURVES[sig](hp, hj, s, jnp.full(hj.shape, theta0, dtype), key)
-    return np.asarray(ys, np.float64).mean(0)
-
-
-def max_deviation(curve, base, blocks: int = 5) -> float:
-    """Max over the last 75 % of training of |curve/base − 1|, on block means of the saved points.
-
-    The saved points (matched in samples seen) after the first quarter are split into ``blocks``
-    consecutive blocks and compared block by block, which averages the Monte Carlo noise of single
-    points while keeping the shape of the curve.
-    """
-    start = len(base) // 4
-    c, b = (np.array_split(np.asarray(a, np.float64)[start:], blocks) for a in (curve, base))
-    return float(max(abs(ci.mean() / bi.mean() - 1.0) for ci, bi in zip(c, b)))
-
-
-def scaling_part(cfg: Config, key, dtype) -> tuple[dict, dict]:
-    """Square-root vs linear rule on the NQM, SGD baseline, and the low-noise control."""
-    c = cfg.sde
-    dtype = jnp.float32  # Monte Carlo error ≫ float32 rounding; twice as fast as float64
-    check(c.scaling_steps % N_SAVES == 0, "sde.scaling_steps", c.scaling_steps,
-          f"a multiple of {N_SAVES}")
-    h = np.logspace(0.0, math.log10(c.h_min), c.dim)
-    save0 = c.scaling_steps // N_SAVES
-    cases = [  # (label, optimizer, rule, per-sample noise std, θ0, base hyperparameters)
-        ("adam", "adam", "sqrt", c.scaling_noise_std, 1.0),
-        ("adam", "adam", "linear", c.scaling_noise_std, 1.0),
-        ("rmsprop", "rmsprop", "sqrt", c.scaling_noise_std, 1.0),
-        ("rmsprop", "rmsprop", "linear", c.scaling_noise_std, 1.0),
-        ("sgd", "gd", "linear", c.scaling_noise_std, 1.0),
-        ("control", "adam", "sqrt", c.control_noise_std, c.control_theta0),
-    ]
-    base_hp = {"adam": {"lr": c.base_lr, "b1": c.b1, "b2": c.b2, "eps": c.eps},
-               "rmsprop": {"lr": c.base_lr, "b2": c.b2, "eps": c.eps},
-               "gd": {"lr": c.base_lr * c.sgd_lr_factor, "weight_decay": 0.0}}
-    bases, out, curves = {}, {"kappas": list(c.kappas), "runs": []}, {}
-    samples0 = np.arange(N_SAVES + 1) * save0 * c.base_batch
-    for index, (label, opt, rule, std, theta0) in enumerate(cases):
-        hp0 = {**base_hp[opt], "batch_size": c.base_batch}
-        if label not in bases:
-            bases[label] = _nqm_curve(opt, hp0, h, std, theta0, c.scaling_steps, save0,
-                                      jax.random.fold_in(key, 1000 + index), c.scaling_paths, dtype)
-            curves[f"{label} base"] = (samples0, bases[label])
-        for j, kappa in enumerate(c.kappas):
-            hp = apply_scaling(rule, opt, hp0, kappa)
-            save = int(round(save0 / kappa))
-            check(abs(save0 / kappa - save) < 1e-9, "sde.kappas", kappa,
-                  f"values with (scaling_steps/{N_SAVES})/kappa an integer")
-            curve = _nqm_curve(opt, hp, h, std, theta0, save * N_SAVES, save,
-                               jax.random.fold_in(key, 100 * index + j), c.scaling_paths, dtype)
-            dev = max_deviation(curve, bases[label])
-            out["runs"].append({"case": label, "optimizer": opt, "rule": rule, "kappa": kappa,
-                                "lr": hp["lr"], "batch_size": hp["batch_size"],
-                                "steps": save * N_SAVES, "final_loss": float(curve[-1]),
-                                "base_final_loss": float(bases[label][-1]), "max_deviation": dev})
-            curves[f"{label} {rule} κ={kappa:g}"] = (samples0, curve)
-    tail = np.arange(N_SAVES + 1)[-(N_SAVES // 4):] * save0  # steps of the saved points averaged
-    for label, opt in (("adam", "adam"), ("rmsprop", "rmsprop"), ("sgd", "gd")):
-        hp = base_hp[opt]
-        var_g = c.scaling_noise_std**2 * h / c.base_batch
-        measured = float(np.mean(bases[label][-(N_SAVES // 4):]))
-        if opt == "gd":  # the discrete chain's stationary loss Σ ηs/(2(2 − ηh)); SDE: (η/4) tr Σ_B
-            predicted = float(np.sum(hp["lr"] * var_g / (2.0 * (2.0 - hp["lr"] * h))))
-            extra = {"predicted_sde": float(hp["lr"] * np.sum(var_g) / 4.0)}
-        else:
-            stationary = float(adaptive_stationary_loss(hp["lr"], var_g, c.eps))
-            extra = {"predicted_stationary": stationary}
-            predicted = stationary
-            if opt == "rmsprop":
-                # optax's rmsprop has no bias correction: v_k ≈ (1 − β2^k)·E g², so the effective
-                # step is (1 − β2^k)^(-1/2) × larger while v warms up (quasi-static floor)
-                predicted = float(np.mean(stationary / np.sqrt(1.0 - hp["b2"] ** tail)))
-        out[f"floor_{label}"] = {"predicted": predicted, "measured": measured,
-                                 "rel_error": abs(measured / predicted - 1.0), **extra}
     return out, curves
 
 
@@ -322,15 +216,13 @@ def plot_sde_quadratic(panels: dict, figures, title: str) -> None:
 def run_sde_quadratic(cfg: Config, run: RunDir) -> dict:
     """All three parts; metrics rows from part 1; verdict ``sde_quadratic``."""
     dtype = set_precision(cfg.precision)
-    check(cfg.sde.num_paths >= 100, "sde.num_paths", cfg.sde.num_paths, "an integer >= 100")
-    check(cfg.sde.sde_substeps >= 1, "sde.sde_substeps", cfg.sde.sde_substeps, "an integer >= 1")
     check(cfg.optimizer.lr * H2.max() < 2.0, "optimizer.lr", cfg.optimizer.lr,
           "a value < 2 (SGD on h = 1 must be stable)")
     key = rng_streams(cfg.seed)["noise"]
     sgd, rows, c1 = sgd_part(cfg, jax.random.fold_in(key, 1), dtype)
     run.log(rows)
     adaptive, c2 = adaptive_part(cfg, jax.random.fold_in(key, 2), dtype)
-    scaling, c3 = scaling_part(cfg, jax.random.fold_in(key, 3), dtype)
+    scaling, c3 = scaling_part(cfg.sde.quadratic, jax.random.fold_in(key, 3))
     panels = {
         "SGD: discrete vs SDE": c1,
         "RMSprop/Adam (σ0, ε0, c fixed) vs SDE": c2,
@@ -346,5 +238,5 @@ def run_sde_quadratic(cfg: Config, run: RunDir) -> dict:
     final = {k: v for k, v in run.rows[-1].items() if k != "step"}
     return {"status": "finished", "steps_completed": cfg.train.steps,
             "hparams": {"lr": cfg.optimizer.lr, "optimizer": "sgd", "steps": cfg.train.steps,
-                        "seed": cfg.seed, "num_paths": cfg.sde.num_paths},
+                        "seed": cfg.seed, "num_paths": cfg.sde.quadratic.num_paths},
             "final": final, "sde": context, "verdict": verdict}
