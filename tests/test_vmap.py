@@ -57,6 +57,7 @@ def test_a_diverged_lane_leaves_the_healthy_points_unchanged(compose, tmp_path):
     healthy = run(compose(*base, "vmap.lr=[0.1,0.15,0.2]"), tmp_path / "healthy")
     assert [p["status"] for p in mixed["vmap_points"]] == ["finished", "diverged", "finished"]
     assert [p["status"] for p in healthy["vmap_points"]] == ["finished"] * 3
+    assert not (tmp_path / "mixed" / "metrics.jsonl").exists()  # the parent's rows are its points'
     for i in (0, 2):
         assert (tmp_path / "mixed" / "points" / str(i) / "metrics.jsonl").read_bytes() == (
             tmp_path / "healthy" / "points" / str(i) / "metrics.jsonl").read_bytes()

@@ -146,6 +146,8 @@ def _run_locked(cfg, out_dir: Path) -> dict:
     summary = {"name": cfg.name, **summary, "started": base["started"], "host": base["host"],
                "wall_time_s": time.perf_counter() - start}
     run_dir.write_summary(summary)
+    if ("vmap_points" in summary or "seed_runs" in summary) and not run_dir.rows:
+        run_dir.metrics_path.unlink(missing_ok=True)  # a sweep's parent: its points hold the metrics
     return summary
 
 
