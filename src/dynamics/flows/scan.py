@@ -1,37 +1,5 @@
-"""``scan_log``: run a step function for many steps in one ``lax.scan`` and keep every k-th carry."""
+"""``scan_log`` and ``log_steps`` for the flows (defined once in ``dynamics.scan``)."""
 
-from collections.abc import Callable
+from dynamics.scan import log_steps, scan_log
 
-import jax
-import jax.numpy as jnp
-
-
-def log_steps(steps: int, log_every: int) -> list[int]:
-    """The steps whose state ``scan_log`` returns: 0, k, 2k, ... and ``steps`` itself."""
-    out = list(range(0, steps + 1, log_every))
-    if out[-1] != steps:
-        out.append(steps)
-    return out
-
-
-def scan_log(step: Callable, carry, steps: int, log_every: int):
-    """Apply ``carry = step(carry)`` ``steps`` times; return the final carry and the stacked carries at
-    ``log_steps(steps, log_every)`` (leading axis). ``steps`` and ``log_every`` must be static.
-    """
-    log_every = max(1, min(log_every, steps)) if steps > 0 else 1
-    chunks, rem = divmod(steps, log_every)
-
-    def inner(c, _):
-        return step(c), None
-
-    def outer(c, _):
-        c, _ = jax.lax.scan(inner, c, None, length=log_every)
-        return c, c
-
-    final, logged = jax.lax.scan(outer, carry, None, length=chunks)
-    parts = [jax.tree.map(lambda x: x[None], carry), logged]
-    if rem:
-        final, _ = jax.lax.scan(inner, final, None, length=rem)
-        parts.append(jax.tree.map(lambda x: x[None], final))
-    stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
-    return final, stacked
+__all__ = ["log_steps", "scan_log"]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from dynamics.errors import check
+from dynamics.scan import scan_log
 from dynamics.sde.noise import Noise, diagonal_noise
 from dynamics.sde.simulate import Path
 
@@ -76,17 +77,13 @@ def run_optimizer(tx: optax.GradientTransformation, oracle: Callable, theta0: ja
           save_every, f"a divisor of num_steps={num_steps}")
     observe = (lambda x: x) if observe is None else observe
 
-    def inner(carry, _):
+    def advance(carry):
         theta, opt_state, k = carry
         g = oracle(theta, jax.random.fold_in(key, k))
         updates, opt_state = tx.update(g, opt_state, theta)
-        return (optax.apply_updates(theta, updates), opt_state, k + 1), None
-
-    def outer(carry, _):
-        carry, _ = jax.lax.scan(inner, carry, None, length=save_every)
-        return carry, observe(carry[0])
+        return optax.apply_updates(theta, updates), opt_state, k + 1
 
     n_saves = num_steps // save_every
-    _, ys = jax.lax.scan(outer, (theta0, tx.init(theta0), jnp.int32(0)), None, length=n_saves)
-    ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), observe(theta0), ys)
+    _, ys = scan_log(advance, (theta0, tx.init(theta0), jnp.int32(0)), num_steps, save_every,
+                     observe=lambda carry: observe(carry[0]))
     return Path(save_every * jnp.arange(n_saves + 1), ys)

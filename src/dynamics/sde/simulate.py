@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from dynamics.errors import check
+from dynamics.scan import scan_log
 from dynamics.sde.noise import Noise
 
 PyTree = object
@@ -106,19 +107,15 @@ def _integrate(step: Callable, state0, key, noise_dim: int, *, dt: float, num_st
     observe = (lambda s: s) if observe is None else observe
     sqrt_dt = math.sqrt(dt)
 
-    def inner(carry, _):
+    def advance(carry):
         state, j = carry
         dw = sqrt_dt * jax.random.normal(jax.random.fold_in(key, j), (noise_dim,), dtype)
         t = t0 + j.astype(dtype) * dt
-        return (step(state, t, dw), j + 1), None
-
-    def outer(carry, _):
-        carry, _ = jax.lax.scan(inner, carry, None, length=save_every)
-        return carry, observe(carry[0])
+        return step(state, t, dw), j + 1
 
     n_saves = num_steps // save_every
-    _, ys = jax.lax.scan(outer, (state0, jnp.int32(0)), None, length=n_saves)
-    ys = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), observe(state0), ys)
+    _, ys = scan_log(advance, (state0, jnp.int32(0)), num_steps, save_every,
+                     observe=lambda carry: observe(carry[0]))
     ts = t0 + dt * save_every * jnp.arange(n_saves + 1, dtype=dtype)
     return Path(ts, ys)
 
