@@ -71,8 +71,9 @@ class SVAGConfig:
 
     Each optimizer (``optimizer.*``, then ``others``) runs at every ℓ of ``ls`` with ``oracle.name=svag``,
     one vmapped program over the claim's seeds ``seed, …, seed + seeds − 1`` per (optimizer, ℓ), into
-    ``<run>/points/<optimizer>_l<ℓ>/``. ``noise: false`` is the control: the data set is cut to one batch
-    drawn without replacement, so both SVAG batches are the whole training set and g = ∇L exactly.
+    ``<run>/points/<optimizer>_l<ℓ>/``. ``noise: false`` cuts the data set to one batch drawn
+    without replacement, so both SVAG batches are the whole training set and g = ∇L exactly (measured, not
+    a negative control of the train-loss ladder: experiments/svag/README.md).
     """
 
     ls: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])  # the ladder: 1, 2, 4, …
@@ -80,7 +81,7 @@ class SVAGConfig:
     others: Optional[dict[str, Any]] = field(default_factory=lambda: {"gd": {"lr": 1.0}})  # null: none
     metric: str = "train_loss"  # the pre-declared primary metric: train_loss | test_loss | test_accuracy
     windows: int = 10  # train loss: batch losses averaged in this many equal windows of continuous time
-    noise: bool = True  # false: the control without gradient noise (the SDE limit needs noise)
+    noise: bool = True  # false: no gradient noise (one batch = the whole training set)
 
     def __post_init__(self):
         ls = [float(v) for v in self.ls]

@@ -12,10 +12,10 @@ the eval times (those of ℓ = 1 are a subset of every ℓ's), the train loss as
 ``sde.svag.metric``; the distances of all three metrics are reported. The run's own metrics.jsonl holds
 the seed-mean curve of the first optimizer at ℓ = 1; ``figures/svag.png`` the mean curves of every rung.
 
-``sde.svag.noise=false`` is the control: the training set is cut to one batch drawn without replacement,
-so both SVAG batches are the whole set and g = ∇L exactly. Without noise there is no SDE limit for
-RMSprop/Adam (σ₀ = ση = 0: the ℓ² × more, ℓ × smaller normalized steps travel ℓ × further in SDE time),
-so the ladder must not converge for Adam.
+``sde.svag.noise=false`` switches the gradient noise off: the training set is cut to one batch drawn
+without replacement, so both SVAG batches are the whole set and g = ∇L exactly. Measured, it is not a
+negative control of the train-loss ladder: every rung drives the train loss to 0, rung ℓ in SDE time
+∝ 1/ℓ, so the curves converge to a degenerate step (experiments/svag/README.md).
 """
 
 import dataclasses
