@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dynamics.config_central import CentralFlowConfig
 from dynamics.config_implicit_bias import ImplicitBiasConfig
 from dynamics.config_ntk import NTKConfig
 from dynamics.config_sde import SDEConfig
@@ -231,6 +232,7 @@ class Config:
     ntk: NTKConfig = field(default_factory=NTKConfig)
     implicit_bias: ImplicitBiasConfig = field(default_factory=ImplicitBiasConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
+    central: CentralFlowConfig = field(default_factory=CentralFlowConfig)
 
 
 PRECISIONS = ("float32", "float64")
