@@ -1,52 +1,22 @@
 """Edge of stability: a curvature measure rises to the optimizer's stability threshold and hovers there.
 
-Which curvature and which threshold depend on the optimizer (papers/eos.md §0.2):
-
-| optimizer | metric | threshold |
-|---|---|---|
-| gd | ``sharpness`` λ_max(H) | 2/η |
-| momentum (heavy ball) | ``sharpness`` | (2 + 2β)/η |
-| nesterov | ``sharpness`` | (2 + 2β)/((1 + 2β)η) |
-| adam, adamw | ``precond_sharpness`` λ_max(P⁻¹H) | (2 + 2β1)/((1 − β1)η) = 38/η at β1 = 0.9 |
-| rmsprop | ``precond_sharpness`` | 2/η |
-| normalized_gd | ``sharpness`` | 2/η_t with η_t = η/‖∇L(θ_t)‖, per step |
+Which curvature and which threshold depend on the optimizer: ``THRESHOLDS`` is the one table of
+``dynamics.optim.thresholds`` (derived once, tested on quadratics), shared by this verdict, the
+figures and the probes. For example GD: ``sharpness`` λ_max(H) against 2/η; heavy ball (2 + 2β)/η;
+Adam: ``precond_sharpness`` λ_max(P⁻¹H) against (2 + 2β1)/((1 − β1)η) = 38/η at β1 = 0.9; RMSprop
+2/η; normalized GD 2/η_t with η_t = η/‖∇L(θ_t)‖, per step.
 """
-
-from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 
-from dynamics.curvature import adam_threshold, gd_threshold, heavy_ball_threshold, nesterov_threshold
-from dynamics.errors import ConfigError
-from dynamics.registry import Registry
 from dynamics.claims.base import CALIBRATED, CLAIMS, PRE_REGISTERED, check, verdict
-
-
-class Stability(NamedTuple):
-    """The metric that equilibrates and its threshold: a function of (hparams, columns) that
-    returns a number or one value per logged row."""
-
-    metric: str
-    threshold: Callable[[dict, dict], float | np.ndarray]
-    label: str
-
+from dynamics.errors import ConfigError
+from dynamics.optim.thresholds import STABILITY, Stability
+from dynamics.registry import Registry
 
 THRESHOLDS: Registry[Stability] = Registry("stability threshold", "optimizer.name")
-THRESHOLDS.register("gd")(Stability("sharpness", lambda h, c: gd_threshold(h["learning_rate"]), "2/η"))
-THRESHOLDS.register("momentum")(Stability(
-    "sharpness", lambda h, c: heavy_ball_threshold(h["learning_rate"], h["momentum"]), "(2+2β)/η"))
-THRESHOLDS.register("nesterov")(Stability(
-    "sharpness", lambda h, c: nesterov_threshold(h["learning_rate"], h["momentum"]),
-    "(2+2β)/((1+2β)η)"))
-for _name in ("adam", "adamw"):
-    THRESHOLDS.register(_name)(Stability(
-        "precond_sharpness", lambda h, c: adam_threshold(h["learning_rate"], h["b1"]),
-        "(2+2β1)/((1−β1)η)"))
-THRESHOLDS.register("rmsprop")(Stability(
-    "precond_sharpness", lambda h, c: gd_threshold(h["learning_rate"]), "2/η"))
-THRESHOLDS.register("normalized_gd")(Stability(
-    "sharpness", lambda h, c: 2.0 * c["grad_norm"] / h["learning_rate"], "2/η_t"))
+for _name, _stability in STABILITY.items():
+    THRESHOLDS.register(_name)(_stability)
 
 
 def stability_threshold(optimizer: str, hparams: dict, columns: dict | None = None):
@@ -114,7 +84,7 @@ def edge_of_stability(columns, context, *, median_range=(0.98, 1.1), p95_max=1.2
     within ``crossing_tolerance`` of it.
     """
     metric, threshold, first, ratio = crossing_and_ratio(columns, context)
-    label = THRESHOLDS.get(context["optimizer"]).label
+    label = THRESHOLDS.get(context["optimizer"]).label_for(context["hparams"])
     measured = np.isfinite(ratio)
     out = {"metric": metric, "threshold": float(np.median(threshold[measured]))
            if measured.any() else None, "crossing_step": None}

@@ -54,7 +54,7 @@ def eos_flow(columns, context, *, reduced_metric="sharpness", median_range=(0.97
     """
     _require(columns, reduced_metric, reduced_metric)
     metric, threshold, first, ratio = crossing_and_ratio(columns, context)
-    reach, peak = reached(metric, first, ratio, THRESHOLDS.get(context["optimizer"]).label)
+    reach, peak = reached(metric, first, ratio, THRESHOLDS.get(context["optimizer"]).label_for(context["hparams"]))
     if first is None:
         return verdict([reach], {"metric": metric, "crossing_step": None, "ratio_peak": peak})
     out = {"metric": metric, "crossing_step": int(columns["step"][first]),

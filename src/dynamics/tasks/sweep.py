@@ -133,6 +133,6 @@ def plot_points(cfg: Config, points: list, dirs: list[RunDir], swept: list[str],
         label = ", ".join(f"{k}={v:g}" for k, v in zip(swept, key)) or f"{len(points)} seeds"
         series.append((label, group, columns["step"], columns[stability.metric] / threshold))
     plot_threshold_ratio(series, figures / "threshold_ratio.png", metric=stability.metric,
-                         threshold_label=stability.label,
+                         threshold_label=stability.label_for(points[0].hparams),
                          title=f"{cfg.name}: {cfg.optimizer.name}, seeds "
                                f"{sorted({p.cfg.seed for p in points})}")

@@ -77,7 +77,7 @@ def stability_lines(optimizer: str, hparams: dict) -> dict:
             value = lambda row: stability.threshold(hparams, row)  # noqa: E731  (per row)
         else:
             value = float(stability.threshold(hparams, {}))
-        lines[stability.metric] = (stability.label, value)
+        lines[stability.metric] = (stability.label_for(hparams), value)
     return lines
 
 
