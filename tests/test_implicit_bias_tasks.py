@@ -59,7 +59,13 @@ def test_short_experiment_passes_its_claim(compose, tmp_path, exp):
     assert (tmp_path / "figures" / f"{exp}.png").exists()
 
 
-@pytest.mark.parametrize("exp", sorted(CONTROLS))
+# the controls of label_noise and kernel_rich are cheap; the other three run under `make test-all` (their
+# claim logic on hand-made evidence is in test_implicit_bias_claims.py)
+FAST_CONTROLS = {"label_noise", "kernel_rich"}
+
+
+@pytest.mark.parametrize("exp", [e if e in FAST_CONTROLS else pytest.param(e, marks=pytest.mark.slow)
+                                 for e in sorted(CONTROLS)])
 def test_negative_control_fails_naming_its_check(compose, tmp_path, exp):
     overrides, named = CONTROLS[exp]
     run(compose(f"+exp={exp}", *SHORT[exp], *overrides), tmp_path)

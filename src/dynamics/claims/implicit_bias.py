@@ -108,7 +108,7 @@ def _alpha_index(alphas: list[float], alpha: float):
 
 
 @CLAIMS.register("kernel_rich")
-def kernel_rich(columns, context, max_gap: float = 5e-3, max_residual: float = 1e-5, rich_alpha: float = 0.01,
+def kernel_rich(columns, context, max_gap: float = 1e-2, max_residual: float = 1e-4, rich_alpha: float = 0.01,
                 max_rich_rel_err: float = 0.15, kernel_alpha: float = 0.3, min_kernel_rel_err: float = 0.5,
                 l2_alpha: float = 1.0, l2_tol: float = 0.01, max_l1_rel_err: float = 1e-6) -> dict:
     """GD from each α converged (‖Zx − y‖ ≤ ``max_residual``) onto argmin Q_α (‖x_GD − x_Q‖/‖w*‖ <
