@@ -64,6 +64,8 @@ def test_label_noise_flow_needs_every_check_time():
     v = CLAIMS.get("label_noise_flow")(columns, {**context, "check_times": [1.0, 2.0, 4.0],
                                                  "check_steps": [10, 20, 40]})
     assert v["passed"] is False and "ratio_t4 missing" in v["failed"]
+    v = CLAIMS.get("label_noise_flow")(columns, {**context, "check_times": [1.0, 8.0], "check_steps": [10, None]})
+    assert "ratio_t8 missing (check time beyond the run (t = optimizer.lr² · train.steps))" in v["failed"]
     flat = {**columns, "control_ratio": np.array([np.nan, 0.1, 0.1])}
     v = CLAIMS.get("label_noise_flow")(flat, context)
     assert v["passed"] is False and v["failed"][0].startswith("discrimination_max_ratio 0.1 <= 0.15")

@@ -49,12 +49,13 @@ def label_noise_flow(columns, context, max_ratio: float = 0.15, max_se_ratio: fl
     checks, numbers = [], {"check_times": times, "c": context["c"], "num_runs": context["num_runs"]}
     ratios, controls = [], []
     for t, s in zip(times, context["check_steps"]):
-        hit = np.flatnonzero(steps == s)
+        hit = np.flatnonzero(steps == s) if s is not None else np.array([], int)
         i = int(hit[0]) if hit.size else None
         value = (lambda k: float(columns[k][i]) if i is not None else None)  # noqa: E731
         ratios.append(value("ratio"))
         controls.append(value("control_ratio"))
-        checks.append(check(f"ratio_t{t:g}", ratios[-1], "<=", max_ratio, CALIBRATED))
+        note = "" if s is not None else "check time beyond the run (t = optimizer.lr² · train.steps)"
+        checks.append(check(f"ratio_t{t:g}", ratios[-1], "<=", max_ratio, CALIBRATED, note=note))
         checks.append(check(f"se_ratio_t{t:g}", value("se_ratio"), "<=", max_se_ratio, CALIBRATED))
     finite = [c for c in controls if c is not None and np.isfinite(c)]
     checks.append(check("discrimination_max_ratio", max(finite) if finite else None, ">", max_ratio,

@@ -15,7 +15,6 @@ from dynamics.config import Config
 from dynamics.flows import (diag_map, gradient_flow_limit, hessian_trace, init_params, label_noise_flow,
                             log_steps, loss, relative_error, run_label_noise, sparse_regression)
 from dynamics.io import RunDir
-from dynamics.errors import check
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.implicit_bias_common import figure, finish
 from dynamics.tasks.train import set_precision
@@ -84,9 +83,6 @@ def _ratio(a, b):
 def run_label_noise_flow_task(cfg: Config, run: RunDir) -> dict:
     """Average of label-noise runs vs the limiting flow −(c/4)P_T∇tr∇²L at matched times t = η²·step."""
     f, lr, steps = cfg.implicit_bias.label_noise_flow, cfg.optimizer.lr, cfg.train.steps
-    t_end = steps * lr ** 2
-    check(max(f.check_times) <= t_end * (1 + 1e-9), "implicit_bias.label_noise_flow.check_times", f.check_times,
-          f"times <= optimizer.lr² · train.steps = {t_end:g}")
     every = min(cfg.train.log_every, steps)
     dtype = set_precision(cfg.precision)
     c, (out, x_mean, x_flow, x_ctrl) = _simulate(cfg, dtype, every)
@@ -99,7 +95,9 @@ def run_label_noise_flow_task(cfg: Config, run: RunDir) -> dict:
                                                       "distance", "se", "control_distance")},
                      "flow_displacement": disp, "ratio": _ratio(out["distance"][i], disp),
                      "se_ratio": _ratio(out["se"][i], disp), "control_ratio": _ratio(out["control_distance"][i], disp)})
-    check_steps = [min(logged, key=lambda s: abs(s * lr ** 2 - t)) for t in f.check_times]
+    # a check time beyond the run has no step: the claim fails it as missing evidence
+    check_steps = [min(logged, key=lambda s: abs(s * lr ** 2 - t)) if t <= steps * lr ** 2 * (1 + 1e-9) else None
+                   for t in f.check_times]
     context = {"check_times": list(f.check_times), "check_steps": check_steps, "c": c, "num_runs": f.num_runs,
                "flow_constant": f.flow_constant, "discrimination_constant": f.discrimination_constant,
                "phi_residual": float(out["phi_residual"])}
@@ -130,7 +128,7 @@ def _plot(run, rows, x_mean, x_flow, x_ctrl, check_steps, lr, context, cfg):
     bound = (cfg.claim.criteria or {}).get("max_ratio", 0.15)
     axes[1].plot(t, [bound * r["flow_displacement"] for r in rows], "k--", lw=0.8,
                  label=f"{bound:g} × flow displacement")
-    for s in check_steps:
+    for s in filter(None, check_steps):
         axes[1].axvline(s * lr ** 2, color="gray", ls=":", lw=0.8)
     axes[1].set(xlabel="t = η²·step", ylabel="distance in x")
     axes[1].legend(fontsize=8)
