@@ -16,8 +16,35 @@ Conventions (optax's, written out):
 - ``rmsprop``: ν ← β2 ν + (1 − β2) g²; θ ← θ − η g/√(ν + ε) (optax: ε inside the square root);
   ``optimizer.bias_correction=true`` divides ν by 1 − β2^t (PyTorch's Adam with β1 = 0, the "RMSprop"
   of the SVAG / square-root-rule paper's code).
+
+Beyond these seven names (``optim/aliases.py``): every optimizer alias of optax core and
+``optax.contrib`` by name, ``build_alias(name, learning_rate, **args)`` with traced hyperparameters, the
+``ALIASES`` table (plain / needs extra update arguments / unsupported, with reasons) and
+``extra_args_for``. Stability thresholds (``optim/thresholds.py``): ``stability_of(name) -> Stability |
+None`` (``metric``, ``threshold(hparams, columns)``, ``label``, ``preconditioner``) and
+``not_applicable(name)``.
 """
 
+from dynamics.optim.aliases import (ALIASES, AliasSpec, alias_names, build_alias, extra_args_for,
+                                    get_alias, traced_hyperparams)
 from dynamics.optim.registry import OPTIMIZERS, build_optimizer, hyperparams_of
+from dynamics.optim.thresholds import (STABILITY, Stability, not_applicable, stability_of,
+                                       threshold_names)
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "hyperparams_of"]
+__all__ = [
+    "ALIASES",
+    "AliasSpec",
+    "OPTIMIZERS",
+    "STABILITY",
+    "Stability",
+    "alias_names",
+    "build_alias",
+    "build_optimizer",
+    "extra_args_for",
+    "get_alias",
+    "hyperparams_of",
+    "not_applicable",
+    "stability_of",
+    "threshold_names",
+    "traced_hyperparams",
+]
