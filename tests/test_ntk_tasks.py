@@ -23,7 +23,6 @@ from dynamics.ntk import (
 )
 from dynamics.optim import build_optimizer
 from dynamics.tasks import ntk as ntk_tasks
-from dynamics.claims import CLAIMS as VERDICTS
 
 REFERENCE = Path(__file__).parent / "data" / "nt_reference.npz"
 W_STD, B_STD = 1.5, 0.1
@@ -121,46 +120,10 @@ def test_k_shot_takes_k_distinct_examples_of_each_class():
         ntk_tasks.k_shot(jax.random.key(0), labels, 3, 11)
 
 
-def _width_columns(widths, errors):
-    widths, errors = np.asarray(widths, float), np.asarray(errors, float)
-    return {"step": np.arange(len(widths), dtype=float), "width": widths, "rel_error": errors,
-            "loss": errors}
-
-
-def test_ntk_width_verdict_fits_the_log_log_slope():
-    widths = [16, 64, 256, 1024]
-    exact = _width_columns(widths, [2.0 * w ** -0.5 for w in widths])
-    out = VERDICTS.get("ntk_width")(exact, {})
-    assert out["slope"] == pytest.approx(-0.5, abs=1e-12)
-    assert out["intercept"] == pytest.approx(np.log(2.0), abs=1e-12)
-    assert out["final_error"] == pytest.approx(2.0 / 32) and out["passed"] is True
-    slow = VERDICTS.get("ntk_width")(_width_columns(widths, [w ** -0.2 for w in widths]), {})
-    assert slow["slope"] == pytest.approx(-0.2) and slow["passed"] is False
-    large = VERDICTS.get("ntk_width")(exact, {}, max_final_error=0.05)
-    assert large["checks"]["final_error_below_max"] is False and large["passed"] is False
-
-
-def _finetune_results(agreement_sgd, kernel_change):
-    run = {"ft_test_acc": 0.5, "kernel_test_acc": 0.49, "agreement": agreement_sgd,
-           "kernel_change": kernel_change}
-    return {"k16": {"sgd": run, "adam": {**run, "agreement": 0.85, "kernel_test_acc": 0.45}}}
-
-
-def test_ntk_finetune_verdict_checks_every_criterion():
-    verdict = VERDICTS.get("ntk_finetune")
-    assert verdict({}, {"results": _finetune_results(0.95, 0.1)})["passed"] is True
-    bad_agreement = verdict({}, {"results": _finetune_results(0.7, 0.1)})
-    assert bad_agreement["passed"] is False and not bad_agreement["checks"]["k16_sgd_agreement"]
-    moved = verdict({}, {"results": _finetune_results(0.95, 0.5)})
-    assert moved["passed"] is False and not moved["checks"]["k16_sgd_kernel_change"]
-    gap = verdict({}, {"results": _finetune_results(0.95, 0.1)}, max_acc_gap_adam=0.01)
-    assert gap["passed"] is False and not gap["checks"]["k16_adam_acc_gap"]
-
-
 def test_ntk_width_task_writes_rows_per_width_and_its_figure(compose, tmp_path):
     from dynamics.run import run
 
-    cfg = compose("+exp=ntk_width", "ntk.widths=[8,512]", "ntk.num_seeds=3", "ntk.n_inputs=6")
+    cfg = compose("+exp=ntk_width", "ntk.width.widths=[8,512]", "ntk.width.num_seeds=3", "ntk.width.n_inputs=6")
     summary = run(cfg, tmp_path)
     assert summary["status"] == "finished", summary.get("error")
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -168,8 +131,8 @@ def test_ntk_width_task_writes_rows_per_width_and_its_figure(compose, tmp_path):
     assert all(r["loss"] == r["rel_error"] for r in rows)
     assert rows[1]["rel_error"] < rows[0]["rel_error"]  # 64× the width: ~8× smaller expected
     verdict = json.loads((tmp_path / "summary.json").read_text())["verdict"]
-    expected = np.log(rows[1]["rel_error"] / rows[0]["rel_error"]) / np.log(64)
-    assert verdict["slope"] == pytest.approx(expected) and "passed" in verdict
+    assert len(verdict["slopes"]) == 3 and verdict["slope"] == pytest.approx(np.mean(verdict["slopes"]))
+    assert "passed" in verdict and set(verdict["checks"]) == {"slope", "final_error"}
     assert (tmp_path / "figures" / "ntk_width.png").exists()
     assert (tmp_path / "figures" / "loss.png").exists()
 
@@ -178,5 +141,5 @@ def test_ntk_width_rejects_an_unknown_activation(compose, tmp_path):
     from dynamics.errors import ConfigError
     from dynamics.run import run
 
-    with pytest.raises(ConfigError, match="ntk.activation"):
-        run(compose("+exp=ntk_width", "ntk.activation=gelu"), tmp_path)
+    with pytest.raises(ConfigError, match="ntk.width.activation"):
+        run(compose("+exp=ntk_width", "ntk.width.activation=gelu"), tmp_path)
