@@ -1,0 +1,224 @@
+"""End to end: 1,000 full-batch GD steps of the 48k MLP with λ_max every 10 steps, dynamics vs torch.
+
+Same weights and data as benchmarks/curvature.py (tanh MLP 32-200-200-10, 48,810 parameters, 1,000
+examples, MSE ½‖f − y‖² averaged over examples, float32), GD with η = 0.5 (2/η = 4: the sharpness
+rises towards the edge of stability), 100 warm-started λ_max measurements at tolerance 1e-3, the
+loss read back every step. Whole loops timed from the first step to the last, compilation included:
+
+- dynamics, ``Tracker``: the loop a user writes (a jitted GD step, ``tracker(step, params, x, y,
+  loss=loss)`` every step; Lanczos warm-started from the previous eigenvector);
+- dynamics, chunked: 10 GD steps per jitted ``lax.scan`` call, the tracker at each chunk boundary
+  (the shape of the dynamics trainer);
+- torch, plain loop (run by this file with ``--torch-peer`` in the side environment): the same steps
+  with ``torch.autograd``, λ_max by scipy ARPACK ``eigsh(k=1, which="LA", tol=1e-3)`` on a
+  double-backward HVP, warm-started with ``v0`` = the previous eigenvector: the recipe of the fastest
+  peers (hessian-eigenthings' Lanczos and curvlinops' operators both hand a torch HVP to ARPACK).
+
+Usage: python benchmarks/end_to_end.py [--peer-python /tmp/tvenv/bin/python]
+Prints a markdown section for BENCHMARKS.md.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STEPS, EVERY, LR, TOL = 1000, 10, 0.5, 1e-3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ torch side
+def torch_peer(path: str, out_path: str, steps: str) -> None:
+    global STEPS
+    STEPS = int(steps)
+    import numpy as np
+    import torch
+    from scipy.sparse.linalg import LinearOperator, eigsh
+    from torch_mlp import load_tanh_mlp  # benchmarks/torch_mlp.py
+
+    model, data = load_tanh_mlp(path)
+    x, y = torch.tensor(data["x"]), torch.tensor(data["y"])
+    params = list(model.parameters())
+    n = sum(p.numel() for p in params)
+
+    def loss_fn():
+        return 0.5 * ((model(x) - y) ** 2).sum(dim=1).mean()
+
+    def sharpness(v0):
+        grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+        count = [0]
+
+        def mv(v):
+            count[0] += 1
+            vt = torch.from_numpy(np.asarray(v, np.float32).reshape(-1))
+            chunks, i = [], 0
+            for p in params:
+                chunks.append(vt[i:i + p.numel()].view_as(p))
+                i += p.numel()
+            hv = torch.autograd.grad(grads, params, grad_outputs=chunks, retain_graph=True)
+            return torch.cat([h.reshape(-1) for h in hv]).numpy()
+
+        op = LinearOperator((n, n), matvec=mv, dtype=np.float32)
+        vals, vecs = eigsh(op, k=1, which="LA", tol=TOL, v0=v0)
+        return float(vals[0]), vecs[:, 0], count[0]
+
+    start = time.perf_counter()
+    v0, lams, hvps, losses = None, [], [], []
+    for step in range(STEPS):
+        if step % EVERY == 0:
+            lam, v0, count = sharpness(v0)
+            lams.append(lam)
+            hvps.append(count)
+        loss = loss_fn()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= LR * g
+        losses.append(loss.item())
+    seconds = time.perf_counter() - start
+    with open(out_path, "w") as f:
+        json.dump({"seconds": seconds, "sharpness": lams, "hvps": hvps, "loss": losses,
+                   "torch": torch.__version__, "threads": torch.get_num_threads()}, f)
+
+
+# --------------------------------------------------------------------------------- dynamics side
+def dynamics_runs():
+    import jax
+    import numpy as np
+    from curvature import problem  # benchmarks/curvature.py
+
+    from dynamics import Tracker
+    from dynamics.losses import mse
+
+    model, params0, x, y = problem()
+
+    def loss_fn(p, x, y):
+        return mse(model.apply(p, x), y)
+
+    def gd(p, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        return jax.tree.map(lambda a, b: a - LR * b, p, g), loss
+
+    step_fn = jax.jit(gd)
+
+    @jax.jit
+    def chunk(p, x, y):
+        return jax.lax.scan(lambda q, _: gd(q, x, y), p, None, length=EVERY)
+
+    def per_step():
+        tracker = Tracker(loss_fn, every=EVERY, tol=TOL, max_iters=200)
+        params = params0
+        for step in range(STEPS):
+            new_params, loss = step_fn(params, x, y)
+            tracker(step, params, x, y, loss=loss)
+            params = new_params
+        return tracker.rows
+
+    def chunked():
+        tracker = Tracker(loss_fn, every=EVERY, tol=TOL, max_iters=200)
+        params, rows = params0, []
+        for step in range(0, STEPS, EVERY):
+            row = tracker(step, params, x, y)
+            params, losses = chunk(params, x, y)
+            losses = np.asarray(losses)
+            row["loss"] = float(losses[0])
+            rows.append(row)
+            rows.extend({"step": step + i, "loss": float(v)} for i, v in enumerate(losses[1:], 1))
+        return rows
+
+    out = {}
+    for name, fn in (("tracker", per_step), ("chunked", chunked)):
+        times = []
+        for _ in range(2):  # first: with compilation (a fresh process would pay it); second: warm
+            start = time.perf_counter()
+            rows = fn()
+            times.append(time.perf_counter() - start)
+        out[name] = (times, rows)
+    return out, (model, params0, x, y)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--peer-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
+    parser.add_argument("--torch-peer", nargs=3, metavar=("NPZ", "OUT", "STEPS"))
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="GD steps (default 1000; fewer only for a quick look on a busy machine)")
+    args = parser.parse_args()
+    if args.torch_peer:
+        torch_peer(*args.torch_peer)
+        return
+
+    import numpy as np
+
+    global STEPS
+    STEPS = args.steps
+    runs, (model, params, x, y) = dynamics_runs()
+    peer = None
+    if Path(args.peer_python).exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            path, out = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "out.json")
+            arrays = {"x": np.asarray(x), "y": np.asarray(y)}
+            for i in range(3):
+                arrays[f"w{i}"] = np.asarray(params[f"dense_{i}"]["kernel"])
+                arrays[f"b{i}"] = np.asarray(params[f"dense_{i}"]["bias"])
+            np.savez(path, **arrays)
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+            res = subprocess.run([args.peer_python, __file__, "--torch-peer", path, out, str(STEPS)],
+                                 capture_output=True, text=True, env=env,
+                                 cwd=str(Path(__file__).parent))
+            if res.returncode != 0:
+                print("torch peer failed:\n" + res.stderr, file=sys.stderr)
+            else:
+                peer = json.loads(Path(out).read_text())
+    else:
+        print(f"no peer environment at {args.peer_python}", file=sys.stderr)
+    print(markdown(runs, peer))
+
+
+def markdown(runs, peer):
+    import numpy as np
+
+    load = os.getloadavg()[0]
+    lines = [f"## End to end: {STEPS:,} GD steps with λ_max every {EVERY} steps "
+             "(benchmarks/end_to_end.py)", "",
+             f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores.", "",
+             f"tanh MLP 32-200-200-10 (48,810 parameters), 1,000 examples, MSE, float32, full-batch GD "
+             f"η = {LR} (2/η = {2 / LR:g}), λ_max every {EVERY} steps ({STEPS // EVERY} "
+             f"measurements, tol {TOL:g}, warm-started), loss read back every step. Whole loop "
+             "wall time; dynamics' first run includes compilation.", "",
+             "| loop | time (s) | warm rerun (s) | HVPs per measurement (first, then mean) | "
+             "mean λ_max, last 20 | final loss | torch / this |",
+             "|---|---|---|---|---|---|---|"]
+    base = peer["seconds"] if peer else None
+
+    def summary(lams, hvps, losses):
+        return (f"{hvps[0]}, then {np.mean(hvps[1:]):.1f}", f"{np.mean(lams[-20:]):.4f}",
+                f"{losses[-1]:.4g}")
+
+    names = {"tracker": "dynamics `Tracker` in a plain loop (jitted step per iteration)",
+             "chunked": "dynamics `Tracker`, 10 steps per jitted `lax.scan` call"}
+    for key, (times, rows) in runs.items():
+        measured = [r for r in rows if "sharpness" in r]
+        losses = [r["loss"] for r in sorted(rows, key=lambda r: r["step"])]
+        hv, lam, fl = summary([r["sharpness"] for r in measured],
+                              [r["sharpness_matvecs"] for r in measured], losses)
+        ratio = f"**{base / times[0]:.1f}×** ({base / times[1]:.1f}× warm)" if base else "n/a"
+        lines.append(f"| {names[key]} | {times[0]:.2f} | {times[1]:.2f} | {hv} | {lam} | {fl} | "
+                     f"{ratio} |")
+    if peer:
+        hv, lam, fl = summary(peer["sharpness"], peer["hvps"], peer["loss"])
+        lines.append(f"| torch {peer['torch']} plain loop, ARPACK `eigsh` warm `v0` on a "
+                     f"double-backward HVP ({peer['threads']} threads) | {peer['seconds']:.2f} | — | "
+                     f"{hv} | {lam} | {fl} | 1 |")
+        best = base / runs["tracker"][0][0]
+        lines += ["", f"Goal ≥ 5× with the Tracker loop (cold, compilation included): "
+                  f"{'met' if best >= 5 else 'not met'} ({best:.1f}×)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
