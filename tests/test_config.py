@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from dynamics.config import validate
+from dynamics.validation import validate
 from dynamics.errors import ConfigError
 from dynamics.run import CONF_DIR
 
@@ -92,7 +92,7 @@ def test_every_experiment_has_only_schema_keys(exp):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from dynamics.config import check_keys
+    from dynamics.validation import check_keys
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"+exp={exp}"])

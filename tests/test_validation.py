@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dynamics.config import estimate_memory, validate
+from dynamics.validation import estimate_memory, validate
 from dynamics.errors import ConfigError
 from dynamics.run import _launcher_hint
 
@@ -79,7 +79,7 @@ def test_every_vmap_value_is_checked_like_the_scalar_key(compose, override, mess
 
 def test_free_mappings_take_new_keys_and_the_memory_estimate_scales(compose):
     from dynamics.run import to_config  # noqa: F401  (the CLI's key check; free keys pass it)
-    from dynamics.config import check_keys
+    from dynamics.validation import check_keys
 
     check_keys({"claim": {"criteria": {"anything": 1}}, "optimizer": {"lr": 0.1}})
     with pytest.raises(ConfigError, match="^probes.sharpness.evry=5 is invalid: unknown key"):

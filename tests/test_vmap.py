@@ -67,7 +67,7 @@ def test_a_diverged_lane_leaves_the_healthy_points_unchanged(compose, tmp_path):
 
 
 def test_vmap_refuses_resume(compose, tmp_path):
-    from dynamics.config import validate
+    from dynamics.validation import validate
 
     with pytest.raises(ConfigError, match="^resume=True is invalid"):
         validate(compose(*SMOKE, "vmap.lr=[0.1,0.2]", "resume=true"))

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -33,7 +34,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dynamics.claims import failure_line
-from dynamics.config import check_keys, register_configs, validate
+from dynamics.config import Config
+from dynamics.validation import check_keys, validate
 from dynamics.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -41,7 +43,7 @@ if not CONF_DIR.is_dir():
     raise RuntimeError(f"config directory {CONF_DIR} not found: install dynamics from its source tree "
                        "with `pip install -e .` so conf/ sits beside src/")
 
-register_configs()
+ConfigStore.instance().store(name="schema", node=Config)  # conf/config.yaml's defaults name it first
 # ${run_id:}: a short random suffix, the same for every use within one composed config (cached), so
 # that two runs started in the same microsecond still get different default directories.
 OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
@@ -240,11 +242,21 @@ def _launcher_hint(argv: list[str]) -> str | None:
     return None
 
 
+def _one_line(err: BaseException) -> str:
+    """Hydra's error and its cause in one line (``Could not override 'optimizer.lrr': Key 'lrr' not in
+    'OptimizerConfig'``), without Hydra's hint to append the key with ``+`` (unknown keys fail too)."""
+    first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+    cause = err.__cause__
+    if cause is not None and str(cause).strip() and str(cause) not in str(err):
+        first += ": " + str(cause).strip().splitlines()[0]
+    return first
+
+
 def main() -> None:
     """The command line: Hydra's entry point with the exit codes of this module's docstring.
 
     Hydra is asked to raise its errors (``HYDRA_FULL_ERROR=1``) so that they are reported here: a
-    compose or override error as Hydra's message with exit 2, an OS error (Hydra creating the output
+    compose or override error as one line (Hydra's message and its cause) with exit 2, an OS error (Hydra creating the output
     directory on a read-only or full disk) as one line with exit 1. Set ``HYDRA_FULL_ERROR=1`` yourself
     for the full traceback.
     """
@@ -262,10 +274,8 @@ def main() -> None:
         if isinstance(err, OSError) and not isinstance(err, HydraException):
             print(f"error: {_os_error(err)}", file=sys.stderr)
             sys.exit(EXIT_FAILED)
-        cause = err.__cause__
-        detail = f"\n{cause}" if cause is not None and str(cause) not in str(err) else ""
-        if not _entered:  # compose and override errors
-            print(f"{err}{detail}", file=sys.stderr)
+        if not _entered:  # compose and override errors: one line, Hydra's first line and its cause's
+            print(f"config error: {_one_line(err)}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(EXIT_FAILED)

@@ -11,6 +11,7 @@ holds the grid and each point's status (``vmap_points``), and ``load_runs`` skip
 
 import dataclasses
 import itertools
+import math
 import logging
 import time
 
@@ -72,7 +73,8 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
             steps=first.steps, chunk=cfg.train.chunk, probes=probes,
             probe_keys=stack([p.probe_key for p in points]), final_metrics=first.train_metrics,
             on_rows=lambda i, rows: dirs[i].log(with_time(rows, points[i].dt)),
-            log_every=cfg.train.log_every, on_progress=lambda n: progress.update(n))
+            log_every=cfg.train.log_every,
+            on_progress=lambda n: progress.update(n, **loss_range(dirs)))
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
@@ -93,6 +95,16 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
             "vmap_points": table,
             "hparams": {"lr": cfg.optimizer.lr, "vmap": vmap_axes(cfg)},
             "verdict": claim_over_seeds(cfg, configs, summaries, swept)}
+
+
+def loss_range(dirs: list[RunDir]) -> dict:
+    """The points' latest losses for the progress line: lowest, median and highest (NaN: diverged)."""
+    losses = [d.rows[-1].get("loss") for d in dirs if d.rows]
+    finite = sorted(v for v in losses if v is not None and math.isfinite(v))
+    if not finite:
+        return {}
+    return {"loss_min": finite[0], "loss_median": finite[len(finite) // 2], "loss_max": finite[-1],
+            "diverged": len(losses) - len(finite)}
 
 
 def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
