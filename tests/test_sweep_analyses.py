@@ -45,14 +45,16 @@ def _ladder(stacks, ls=(1.0, 2.0, 4.0, 8.0), missing=()):
 
 
 def test_rate_rule_passes_first_order_and_fails_a_plateau():
-    """O(1/ℓ): offsets c/ℓ give d(ℓ, 2ℓ) = c/(2ℓ), d²(4,8)/d²(1,2) = 1/16: passes at ρ = 1/8. The
-    plateau of the issue (d = 2e-2, 1e-2, 1e-2: ratio 1/4) fails, however small its SE."""
+    """O(1/ℓ): offsets c/ℓ give d(ℓ, 2ℓ) = c/(2ℓ), d²(4,8)/d²(1,2) = 1/16: passes at ρ = 1/4 (and at
+    1/8 with this many seeds). The plateau of the issue (d = 2e-2, 1e-2, 1e-2: ratio 1/4 = ρ, Δ = 0) fails,
+    however small its SE: the check asks for evidence that the ratio is below ρ."""
     claim = CLAIMS.get("svag_ladder")
     rng = np.random.default_rng(1)
     c = 0.08
     first_order = _ensemble(rng, [c, c / 2, c / 4, c / 8])
     v = claim({}, {"metric": "train_loss", "ladders": {"adam": _ladder(first_order)}})
     assert v["passed"] is True, v["failed"]
+    assert claim({}, {"ladders": {"adam": _ladder(first_order)}}, rho=0.125)["passed"] is True
     assert v["adam"]["ratio"] == pytest.approx(1 / 16, abs=0.05)
     plateau = _ensemble(rng, [0.05, 0.03, 0.02, 0.01], noise=0.002)  # d = 0.02, 0.01, 0.01 (scaled)
     v = claim({}, {"metric": "train_loss", "ladders": {"adam": _ladder(plateau)}})
@@ -144,7 +146,7 @@ def test_svag_one_command_runs_every_rung(tiny, tmp_path):
     v = summary["verdict"]
     assert "adam_rate_t" in v["checks"] and v["checks"]["adam_missing_runs"]["value"] == 0
     assert v["adam"]["n_seeds"] == 3 and len(v["adam"]["pairs"]) == 2
-    assert v["criteria"] == {"rho": 0.125, "z": 2.0, "max_missing": 0}
+    assert v["criteria"] == {"rho": 0.25, "z": 2.0, "max_missing": 0}
     assert set(summary["distances"]["adam"]) == {"train_loss", "test_accuracy", "test_loss"}
     assert (tmp_path / "figures" / "svag.png").exists()
     saved = json.loads((tmp_path / "summary.json").read_text())
