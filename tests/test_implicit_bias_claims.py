@@ -50,7 +50,7 @@ def test_mirror_descent_needs_halving_gaps_and_a_flat_control():
     v = judge("mirror_descent", [], _mirror_context(matrix_generic=[0.1]), {})
     assert v["failed"] == ["missing control matrix_generic"]
     v = judge("mirror_descent", [], _mirror_context(matrix_generic=[0.08, 0.04, 0.02]), {})
-    assert any(f.startswith("control_limit_gap_matrix_generic") for f in v["failed"])
+    assert any(f.startswith("control_limit_fraction_matrix_generic 0 < 0.5") for f in v["failed"])
 
 
 def test_label_noise_flow_needs_every_check_time():
