@@ -142,6 +142,7 @@ def dynamics_runs():
 
 
 def main():
+    global STEPS
     parser = argparse.ArgumentParser()
     parser.add_argument("--peer-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--torch-peer", nargs=3, metavar=("NPZ", "OUT", "STEPS"))
@@ -154,7 +155,6 @@ def main():
 
     import numpy as np
 
-    global STEPS
     STEPS = args.steps
     runs, (model, params, x, y) = dynamics_runs()
     peer = None
