@@ -21,7 +21,14 @@ EIG_METHODS = ("lanczos", "lobpcg", "power")
 class CentralFlowConfig:
     """``central.*``: the processes run side by side from one initialisation (``run_central_flows``)."""
 
-    warm_start: int = 300  # discrete steps before the processes fork
+    warm_start: int = 300  # discrete steps before the processes fork (when warm_start_auto is false)
+    # fork after GD's first catapult: the first step whose loss exceeds spike_factor x its running minimum
+    # (the oscillation at the edge has grown), plus settle steps; max_warm_start if there is none
+    warm_start_auto: bool = True
+    max_warm_start: int = 1000
+    spike_factor: float = 1.5
+    settle: int = 30
+    track_discrete: bool = False  # also track the discrete process's eigenvalues every step (figure)
     substeps: int = 4  # Euler substeps per step of the central flow
     processes: list[str] = field(default_factory=lambda: ["discrete", "central", "stable"])
     sdcp_threshold: float = 1.95  # effective eigenvalues at least this enter the SDCP (the edge is 2)
@@ -39,6 +46,9 @@ def validate_central(c: CentralFlowConfig, optimizer_name: str) -> None:
     """Check ``central.*`` (and that ``optimizer.name`` is one the central flows run)."""
     check(optimizer_name in OPTIMIZERS, "optimizer.name", optimizer_name, " | ".join(OPTIMIZERS))
     check(c.warm_start >= 0, "central.warm_start", c.warm_start, "an integer >= 0")
+    check(c.max_warm_start >= 0, "central.max_warm_start", c.max_warm_start, "an integer >= 0")
+    check(c.spike_factor > 1, "central.spike_factor", c.spike_factor, "a float > 1")
+    check(c.settle >= 0, "central.settle", c.settle, "an integer >= 0")
     check(c.substeps >= 1, "central.substeps", c.substeps, "an integer >= 1")
     check(set(c.processes) <= set(PROCESSES) and {"discrete", "central"} <= set(c.processes),
           "central.processes", c.processes, "a subset of " + ", ".join(PROCESSES)
