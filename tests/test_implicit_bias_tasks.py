@@ -20,7 +20,7 @@ SHORT = {
                     f"{LN}clean_fraction=0.4", f"{LN}num_seeds=2"],
     # η = 0.02, one check time t = 10 (25k steps), 8 runs
     "label_noise_flow": ["optimizer.lr=0.02", "train.steps=25000", "train.log_every=2500", "claim.seeds=1",
-                         f"{FLOW}check_times=[10.0]", f"{FLOW}num_runs=8", f"{FLOW}phi_steps=5000",
+                         f"{FLOW}check_flow_times=[1.25]", f"{FLOW}num_runs=8", f"{FLOW}phi_steps=5000",
                          f"{FLOW}flow_dt=5e-3"],
     # T = 4 (diagonal), matrix T = 1
     "mirror_descent": ["train.steps=100", "claim.seeds=1", f"{MD}d=10", f"{MD}matrix_time=1.0"],

@@ -74,7 +74,8 @@ class LabelNoiseFlowConfig:
     flow_dt: float = 2.0e-3  # largest Euler step of the limiting flow (time units)
     flow_constant: float = 0.25  # the limit's constant (theory: 1/4; 0.5 is the control)
     discrimination_constant: float = 0.5  # a wrong constant the comparison must reject in the same run
-    check_times: list[float] = field(default_factory=lambda: [10.0, 20.0, 40.0])  # t = η²·step
+    # in the flow's own time c·t (t = η²·step; dw/dt depends on c·t only): 1.25, 2.5, 5 = t 10, 20, 40 at c = 1/8
+    check_flow_times: list[float] = field(default_factory=lambda: [1.25, 2.5, 5.0])
     phi_lr: float = 0.01  # GD step of the gradient-flow limit Φ (not optimizer.lr: Φ is a flow limit)
     phi_steps: int = 20000
 
@@ -87,8 +88,8 @@ class LabelNoiseFlowConfig:
         check(self.flow_constant > 0, f"{key}.flow_constant", self.flow_constant, "a float > 0")
         check(self.discrimination_constant > 0, f"{key}.discrimination_constant", self.discrimination_constant,
               "a float > 0")
-        check(len(self.check_times) >= 1 and all(t > 0 for t in self.check_times), f"{key}.check_times",
-              self.check_times, "a non-empty list of times > 0 (t = optimizer.lr² · step <= that of train.steps)")
+        check(len(self.check_flow_times) >= 1 and all(t > 0 for t in self.check_flow_times),
+              f"{key}.check_flow_times", self.check_flow_times, "a non-empty list of flow times c·t > 0")
         check(self.phi_lr > 0, f"{key}.phi_lr", self.phi_lr, "a float > 0")
         check(self.phi_steps >= 0, f"{key}.phi_steps", self.phi_steps, "an integer >= 0")
 

@@ -55,8 +55,8 @@ def label_noise_flow(columns, context, max_ratio: float = 0.15, max_se_ratio: fl
         ratios.append(value("ratio"))
         controls.append(value("control_ratio"))
         note = "" if s is not None else "check time beyond the run (t = optimizer.lr² · train.steps)"
-        checks.append(check(f"ratio_t{t:g}", ratios[-1], "<=", max_ratio, CALIBRATED, note=note))
-        checks.append(check(f"se_ratio_t{t:g}", value("se_ratio"), "<=", max_se_ratio, CALIBRATED))
+        checks.append(check(f"ratio_t{t:.3g}", ratios[-1], "<=", max_ratio, CALIBRATED, note=note))
+        checks.append(check(f"se_ratio_t{t:.3g}", value("se_ratio"), "<=", max_se_ratio, CALIBRATED))
     finite = [c for c in controls if c is not None and np.isfinite(c)]
     checks.append(check("discrimination_max_ratio", max(finite) if finite else None, ">", max_ratio,
                         PRE_REGISTERED, note=f"flow with {context['discrimination_constant']:g}·c"))

@@ -96,9 +96,10 @@ def run_label_noise_flow_task(cfg: Config, run: RunDir) -> dict:
                      "flow_displacement": disp, "ratio": _ratio(out["distance"][i], disp),
                      "se_ratio": _ratio(out["se"][i], disp), "control_ratio": _ratio(out["control_distance"][i], disp)})
     # a check time beyond the run has no step: the claim fails it as missing evidence
+    check_times = [tau / c for tau in f.check_flow_times]  # t = (c·t)/c
     check_steps = [min(logged, key=lambda s: abs(s * lr ** 2 - t)) if t <= steps * lr ** 2 * (1 + 1e-9) else None
-                   for t in f.check_times]
-    context = {"check_times": list(f.check_times), "check_steps": check_steps, "c": c, "num_runs": f.num_runs,
+                   for t in check_times]
+    context = {"check_times": check_times, "check_flow_times": list(f.check_flow_times), "check_steps": check_steps, "c": c, "num_runs": f.num_runs,
                "flow_constant": f.flow_constant, "discrimination_constant": f.discrimination_constant,
                "phi_residual": float(out["phi_residual"])}
     summary = finish(cfg, run, rows, context,
