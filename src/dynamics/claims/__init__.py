@@ -7,7 +7,8 @@
   ``ntk``, ``sde``.
 """
 
-from dynamics.claims import central_flow, eos, implicit_bias, ntk, sde, sharpness_reduction  # noqa: F401 (register)
+from dynamics.claims import (central_flow, eos, implicit_bias, ntk, sde,  # noqa: F401 (register)
+                             sharpness_reduction)
 from dynamics.claims.base import (CALIBRATED, CLAIMS, PRE_REGISTERED, Check, check, check_criteria,
                                   columns_of, criteria_of, failure_line, from_flags, judge,
                                   missing_verdict, verdict)

@@ -6,8 +6,9 @@ step ``t`` before its update). *Arrival* is the first step whose central flow is
 sharpness within ``edge_tol`` of 2). First written as "a critical eigenvalue" (≥ the SDCP threshold 1.95),
 which counted the approach from 1.95 to 2 as arrived; then as "≥ 2 − edge_tol", which counted a fork
 above the edge (confirmation seed 102 forks at ηS = 2.015, pulled to 2 within a step) as arrived: both
-definitional bugs, fixed. Every check is judged after arrival. Checks (bounds written down before the first run of the task; the paper note's §10.2
-suggestions P1, P3–P5 adapted to a run of ``train.steps`` ≈ 100 steps):
+definitional bugs, fixed. Every check is judged after arrival. Checks (bounds written down before the
+first run of the task; the paper note's §10.2 suggestions P1, P3–P5 adapted to a run of a few hundred
+steps; criteria changed since, with why, are marked here and in experiments/central_flow/README.md):
 
 - ``eos_arrival_step``: the central flow reaches the edge, at least ``min_steps_after`` steps before the
   end. Missing ("never reached") when it does not: the below-band control (an η whose GD never reaches
