@@ -43,7 +43,7 @@ figures: install ## rerun every experiment and refresh experiments/<name>/figure
 
 $(VENV)-bench/.installed:
 	$(PYTHON) -m venv $(VENV)-bench
-	$(VENV)-bench/bin/python -m pip install --quiet torch==2.13.0 pyhessian numpy
+	$(VENV)-bench/bin/python -m pip install --quiet torch==2.13.0 pyhessian numpy scipy
 	touch $@
 
 bench: install $(VENV)-bench/.installed ## time dynamics against its peers side by side -> BENCHMARKS.md
@@ -51,7 +51,11 @@ bench: install $(VENV)-bench/.installed ## time dynamics against its peers side 
 	  $(BIN)/python benchmarks/curvature.py --peer-python $(VENV)-bench/bin/python; \
 	  $(BIN)/python benchmarks/ntk.py --peer-python $(VENV)-bench/bin/python; \
 	  $(BIN)/python benchmarks/sweep.py; \
-	  $(BIN)/python benchmarks/sde.py; } > BENCHMARKS.md.tmp && mv BENCHMARKS.md.tmp BENCHMARKS.md
+	  $(BIN)/python benchmarks/sde.py; \
+	  $(BIN)/python benchmarks/default_path.py --peer-python $(VENV)-bench/bin/python; \
+	  $(BIN)/python benchmarks/end_to_end.py --peer-python $(VENV)-bench/bin/python; \
+	  $(BIN)/python benchmarks/diverged_sweep.py; \
+	  $(BIN)/python benchmarks/central_flows.py; } > BENCHMARKS.md.tmp && mv BENCHMARKS.md.tmp BENCHMARKS.md
 
 NT_ENV ?= /tmp/ntenv
 $(NT_ENV)/.installed:
