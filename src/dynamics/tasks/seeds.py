@@ -28,6 +28,7 @@ def run_seeds(task, cfg: Config, run: RunDir) -> dict:
         try:
             summary = task(seed_cfg, seed_run)
         except ConfigError:
+            seed_run.close()
             raise
         except Exception as err:  # recorded; the other seeds go on and the claim counts it failed
             log.error("seed %d failed:\n%s", seed, traceback.format_exc())
