@@ -64,7 +64,8 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
                 ax.plot(step, [value(r) for r in measured], "k--", lw=0.8, label=label)
             else:
                 ax.axhline(value, color="k", ls="--", lw=0.8, label=f"{label} = {value:.4g}")
-        ax.set(xlabel="step", ylabel=ylabel.split(" ")[0], title=title)
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
+        ax.yaxis.label.set_fontsize(8)
         ax.legend(loc="lower right")
         _mark_divergence(ax, diverged_step)
         written.append(_save(fig, figures_dir / filename))
