@@ -1,6 +1,7 @@
 """The task registry and progress reporting shared by tasks."""
 
 import logging
+import shutil
 import sys
 from collections.abc import Callable
 
@@ -28,8 +29,8 @@ class Progress:
     def __init__(self, total: int, start: int = 0, enabled: bool | None = None, desc: str = ""):
         self.total, self.done, self.next_log = total, start, start
         self.bar = None
-        if enabled is None:
-            enabled = sys.stderr.isatty()
+        if enabled is None:  # a bar only where one can be drawn (a terminal with columns)
+            enabled = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0
         if enabled:
             from tqdm import tqdm
 

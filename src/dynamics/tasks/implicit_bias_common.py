@@ -28,7 +28,7 @@ def finish(cfg: Config, run: RunDir, rows: list[dict], context: dict, hparams: d
     run.log(rows)
     context = {**context, "min_pass_fraction": cfg.claim.min_pass_fraction}
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
-    plot_training(run.rows, run.figures, title=cfg.name)
+    plot_training(run.rows, run.figures, title=f"{cfg.name}: seed {cfg.seed}")
     return {"status": "finished",
             "hparams": {"lr": cfg.optimizer.lr, "seed": cfg.seed, "steps": cfg.train.steps, **hparams},
             "final": {**{k: v for k, v in run.rows[-1].items() if k != "step"}, **final},

@@ -156,7 +156,7 @@ def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) ->
     else:  # no numbers computed on NaNs: the claim's evidence is missing
         verdict = missing_verdict(f"a finished run ({outcome.status} at step "
                                   f"{outcome.diverged_step})")
-    title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}"
+    title = f"{cfg.name}: {cfg.optimizer.name}, η={optimizer['lr']:g}, seed {cfg.seed}"
     plot_training(rows, figures, title=title, thresholds=stability_lines(cfg.optimizer.name, hparams),
                   diverged_step=outcome.diverged_step)
     summary = {
