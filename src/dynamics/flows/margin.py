@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamics.flows.scan import scan_log
+from dynamics.scan import scan_at, scan_log
 
 
 def leaky_relu(z, leak):
@@ -86,8 +86,15 @@ def optimal_margin(gamma_svm: float, leak: float) -> float:
     return (1 + leak) / 4 * gamma_svm
 
 
-def train_two_layer(params, X, y, leak, *, lr, steps: int, log_every: int):
-    """Plain GD on the mean logistic loss; returns ``(params_final, params_logged)``."""
+def train_two_layer(params, X, y, leak, *, lr, steps: int, log_every: int | None = None,
+                    save_steps: list[int] | None = None):
+    """Plain GD on the mean logistic loss; returns ``(params_final, params_logged)`` at every
+    ``log_every``-th step, or at the steps ``save_steps`` (e.g. log-spaced; the last one ends the run)."""
     grad = jax.grad(logistic_loss)
-    return scan_log(lambda p: jax.tree.map(lambda a, g: a - lr * g, p, grad(p, X, y, leak)),
-                    params, steps, log_every)
+
+    def step(p):
+        return jax.tree.map(lambda a, g: a - lr * g, p, grad(p, X, y, leak))
+
+    if save_steps is not None:
+        return scan_at(step, params, save_steps)
+    return scan_log(step, params, steps, log_every)

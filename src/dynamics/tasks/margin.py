@@ -18,13 +18,21 @@ from dynamics.flows import (effective_linear, init_two_layer, linearity, log_ste
                             normalized_margin, optimal_margin, svm_direction, symmetric_separable_data,
                             train_two_layer)
 from dynamics.io import RunDir
+from dynamics.scan import log_spaced_steps
 from dynamics.tasks.base import TASKS
 from dynamics.tasks.implicit_bias_common import figure, finish, floats, seed_keys
 from dynamics.tasks.train import set_precision
 
 
+def logged_steps(cfg: Config) -> list[int]:
+    """Every ``train.log_every``-th step and 10 log-spaced steps per decade (the figure's time axis is
+    logarithmic, so the early decades need rows too)."""
+    return sorted(set(log_steps(cfg.train.steps, cfg.train.log_every))
+                  | set(log_spaced_steps(cfg.train.steps, 10)))
+
+
 def _trainer(cfg: Config, dtype):
-    m, steps, every, lr = cfg.implicit_bias.margin, cfg.train.steps, cfg.train.log_every, cfg.optimizer.lr
+    m, steps, lr = cfg.implicit_bias.margin, cfg.train.steps, cfg.optimizer.lr
 
     @jax.jit
     @partial(jax.vmap, in_axes=(0, 0, None))
@@ -32,7 +40,7 @@ def _trainer(cfg: Config, dtype):
         X, y = symmetric_separable_data(jax.random.wrap_key_data(data_key), m.n, m.d, dtype)
         p0 = jax.tree.map(lambda a: scale * a, init_two_layer(jax.random.wrap_key_data(init_key), m.d, m.width,
                                                                1.0, dtype))
-        p, logs = train_two_layer(p0, X, y, m.leak, lr=lr, steps=steps, log_every=every)
+        p, logs = train_two_layer(p0, X, y, m.leak, lr=lr, steps=steps, save_steps=logged_steps(cfg))
         per = jax.vmap(lambda q: (logistic_loss(q, X, y, m.leak), normalized_margin(q, X, y, m.leak),
                                   linearity(q, X, m.leak)))(logs)
         return X, y, effective_linear(p), per
@@ -56,7 +64,7 @@ def run_margin_task(cfg: Config, run: RunDir) -> dict:
         cos.append(float(beta[s] @ w_hat / np.linalg.norm(beta[s])))
     q_star = np.asarray(q_star)[:, None]
     ratio, ratio_c = q / q_star, q_c / q_star
-    logged = log_steps(cfg.train.steps, cfg.train.log_every)
+    logged = logged_steps(cfg)
     rows = [{"step": s, "loss": float(lo[:, i].mean()), "ratio": float(ratio[:, i].mean()),
              "ratio_min": float(ratio[:, i].min()), "linearity": float(lin[:, i].max()),
              "contrast_loss": float(lo_c[:, i].mean()), "contrast_ratio": float(ratio_c[:, i].mean()),
