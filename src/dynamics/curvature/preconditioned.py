@@ -38,9 +38,11 @@ if _RMS_WITH_COUNT is None:
 _ADAPTIVE_STATES = (optax.ScaleByAdamState, optax.ScaleByRmsState, _RMS_WITH_COUNT)
 
 
-def _search(node, hyperparams):
-    """Depth-first search for an adaptive state; returns ``(state, enclosing hyperparams)``."""
-    if isinstance(node, _ADAPTIVE_STATES):
+def search_state(node, types: tuple, hyperparams: dict | None = None):
+    """Depth-first search of an optax state for the first node of one of ``types`` (through chains,
+    ``inject_hyperparams`` states, lists, dicts); ``(state, enclosing hyperparams)`` or ``None``."""
+    hyperparams = {} if hyperparams is None else hyperparams
+    if isinstance(node, types):
         return node, hyperparams
     inner_hp = getattr(node, "hyperparams", None)
     if isinstance(node, tuple) and isinstance(inner_hp, dict):  # optax.inject_hyperparams
@@ -52,7 +54,7 @@ def _search(node, hyperparams):
     else:
         return None
     for child in children:
-        found = _search(child, hyperparams)
+        found = search_state(child, types, hyperparams)
         if found is not None:
             return found
     return None
@@ -76,7 +78,7 @@ def find_adaptive_state(opt_state: PyTree):
     Raises:
       ValueError: if no such state exists (for example plain SGD).
     """
-    found = _search(opt_state, {})
+    found = search_state(opt_state, _ADAPTIVE_STATES)
     if found is None:
         names = sorted({type(x).__name__ for x in jax.tree.leaves(
             opt_state, is_leaf=lambda x: isinstance(x, tuple) and hasattr(x, "_fields"))})

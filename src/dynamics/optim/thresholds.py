@@ -64,7 +64,7 @@ import jax.numpy as jnp
 import optax
 
 from dynamics.curvature.preconditioned import (adam_threshold, gd_threshold, heavy_ball_threshold,
-                                               nesterov_threshold)
+                                               nesterov_threshold, search_state)
 
 PyTree = object
 METRICS = ("sharpness", "precond_sharpness")
@@ -158,29 +158,10 @@ def _wd(h):
 
 
 # ------------------------------------------------------------------ preconditioner readers
-def _search(node, types, hyperparams):
-    if isinstance(node, types):
-        return node, hyperparams
-    inner_hp = getattr(node, "hyperparams", None)
-    if isinstance(node, tuple) and isinstance(inner_hp, dict):  # optax.inject_hyperparams
-        hyperparams = inner_hp
-    if isinstance(node, dict):
-        children = list(node.values())
-    elif isinstance(node, (tuple, list)):
-        children = list(node)
-    else:
-        return None
-    for child in children:
-        found = _search(child, types, hyperparams)
-        if found is not None:
-            return found
-    return None
-
-
 def find_state(opt_state: PyTree, types: tuple) -> tuple[PyTree, dict]:
     """First state of one of ``types`` in ``opt_state`` (depth first through chains, inject states,
     lists, dicts) and the ``hyperparams`` of the nearest enclosing ``inject_hyperparams`` state."""
-    found = _search(opt_state, types, {})
+    found = search_state(opt_state, types)
     if found is None:
         raise ValueError(f"no {' / '.join(t.__name__ for t in types)} in the optimizer state.")
     return found
