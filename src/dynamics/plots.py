@@ -31,8 +31,8 @@ def _mark_divergence(ax, step: int | None) -> None:
 
 def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
                   thresholds: dict[str, tuple[str, object]] | None = None,
-                  diverged_step: int | None = None) -> list[Path]:
-    """Write ``loss.png`` (log scale) and one figure per logged curvature metric.
+                  diverged_step: int | None = None, curves: bool = True) -> list[Path]:
+    """Write ``loss.png`` (log scale) and, with ``curves``, one figure per logged curvature metric.
 
     ``thresholds`` maps a metric to ``(label, value)`` where ``value`` is a number (a horizontal line)
     or a callable ``row -> number`` (a curve, e.g. 2/η_t for normalized GD). ``diverged_step`` draws a
@@ -51,7 +51,7 @@ def plot_training(rows: list[dict], figures_dir: str | Path, *, title: str = "",
         ax.set(xlabel="step", ylabel="training loss", title=title)
         _mark_divergence(ax, diverged_step)
         written.append(_save(fig, figures_dir / "loss.png"))
-    for metric, (filename, ylabel) in CURVES.items():
+    for metric, (filename, ylabel) in (CURVES.items() if curves else ()):
         step, values = _series(rows, metric)
         if step is None:
             continue

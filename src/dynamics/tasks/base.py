@@ -16,6 +16,8 @@ log = logging.getLogger("dynamics")
 def run_task(cfg, run) -> dict:
     """Run ``cfg.task`` into ``run``, over the claim's seeds (``claim.seeds``)."""
     task = TASKS.get(cfg.task)
+    log.info("%s: task %s, claim %s, seed %d%s", cfg.name, cfg.task, cfg.claim.name, cfg.seed,
+             f" (+{cfg.claim.seeds - 1} more)" if cfg.claim.seeds > 1 else "")
     if cfg.claim.seeds > 1 and cfg.task not in SEEDS_VMAPPED:
         from dynamics.tasks.seeds import run_seeds
 

@@ -1,6 +1,8 @@
 """Shared pieces of the implicit-bias tasks (label_noise, label_noise_flow, mirror_descent, kernel_rich,
 margin): per-seed PRNG keys, the summary every task writes, and a matplotlib figure handle."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,8 @@ from dynamics.config import Config
 from dynamics.io import RunDir
 from dynamics.plots import plot_training
 from dynamics.train import rng_streams
+
+log = logging.getLogger("dynamics")
 
 
 def floats(a) -> list[float]:
@@ -28,7 +32,9 @@ def finish(cfg: Config, run: RunDir, rows: list[dict], context: dict, hparams: d
     run.log(rows)
     context = {**context, "min_pass_fraction": cfg.claim.min_pass_fraction}
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
-    plot_training(run.rows, run.figures, title=f"{cfg.name}: seed {cfg.seed}")
+    log.info("%s: judging the claim and drawing its figures", cfg.name)
+    # the loss only: curvature columns (label_noise's tr ∇²L) are panels of the claim's own figure
+    plot_training(run.rows, run.figures, title=f"{cfg.name}: seed {cfg.seed}", curves=False)
     return {"status": "finished",
             "hparams": {"lr": cfg.optimizer.lr, "seed": cfg.seed, "steps": cfg.train.steps, **hparams},
             "final": {**{k: v for k, v in run.rows[-1].items() if k != "step"}, **final},

@@ -219,9 +219,12 @@ def run_sde_quadratic(cfg: Config, run: RunDir) -> dict:
     check(cfg.optimizer.lr * H2.max() < 2.0, "optimizer.lr", cfg.optimizer.lr,
           "a value < 2 (SGD on h = 1 must be stable)")
     key = rng_streams(cfg.seed)["noise"]
+    log.info("%s: part 1/3, discrete SGD vs its SDE vs closed forms", cfg.name)
     sgd, rows, c1 = sgd_part(cfg, jax.random.fold_in(key, 1), dtype)
     run.log(rows)
+    log.info("%s: part 2/3, RMSprop/Adam weak error as η → η/2", cfg.name)
     adaptive, c2 = adaptive_part(cfg, jax.random.fold_in(key, 2), dtype)
+    log.info("%s: part 3/3, scaling rules on the noisy quadratic model", cfg.name)
     scaling, c3 = scaling_part(cfg.sde.quadratic, jax.random.fold_in(key, 3))
     panels = {
         "SGD: discrete vs SDE": c1,
