@@ -119,6 +119,7 @@ def rows_of(m: dict, procs, warm: int) -> list[dict]:
         cols[f"eff_sharpness/{p}"] = m[f"eigs/{p}"][:, 0]
         cols[f"hvps/{p}"] = m[f"hvps/{p}"]
     cols.update({k: v for k, v in m.items() if k.startswith("distance/")})
+    cols["loss"] = m["loss/discrete"]  # the run contract's loss column: the discrete optimizer's
     steps = len(m["n_critical"])
     return [{"step": warm + t, **{k: (None if not np.isfinite(v[t]) else float(v[t]))
                                   for k, v in cols.items()}} for t in range(steps)]
