@@ -94,12 +94,15 @@ class _Fns:
         self.stable = jax.jit(lambda opt, w, st, data, n: cf.stable_step(floss, opt, w, st, data, n))
         self.loss_grad = jax.jit(jax.value_and_grad(floss))
         self.opt_init = jax.jit(lambda opt, w: discrete_transform(opt).init(w))
-        self.matvec = {}  # optimizer kind -> effective matvec (one per kind: shared tracker compiles)
+        self.matvec = {}  # (kind, hyperparameters) -> effective matvec (shared tracker compiles)
 
     def effective_matvec(self, opt):
-        if opt.kind not in self.matvec:
-            self.matvec[opt.kind] = cf.effective_matvec(self.floss, opt)
-        return self.matvec[opt.kind]
+        # keyed by the optimizer's values too: the matvec closes over η (and β2, ε), so a cache by
+        # kind alone handed a later run with another η the first run's preconditioner
+        key = (opt.kind, *(float(x) for x in jax.tree.leaves(opt)))
+        if key not in self.matvec:
+            self.matvec[key] = cf.effective_matvec(self.floss, opt)
+        return self.matvec[key]
 
 
 @functools.lru_cache(maxsize=8)
