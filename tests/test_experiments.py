@@ -11,7 +11,11 @@ import pytest
 
 from dynamics.run import CONF_DIR, run
 
-EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "exp").glob("*.yaml"))
+# Families with their own reduced-size claim tests (tests/test_<family>*.py) smoke-test in `make test-all`.
+SLOW_SMOKE = {"central_flow", "central_flow_rmsprop", "ntk", "ntk_prompt", "sde_quadratic", "svag",
+              "sqrt_scaling", "label_noise_flow", "mirror_descent", "kernel_rich"}
+EXPERIMENTS = [pytest.param(p.stem, marks=pytest.mark.slow) if p.stem in SLOW_SMOKE else p.stem
+               for p in sorted((Path(CONF_DIR) / "exp").glob("*.yaml"))]
 SMOKE = ["train.steps=20", "data.n_train=64", "data.n_test=64", "claim.seeds=1"]
 
 

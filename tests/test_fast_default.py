@@ -93,6 +93,7 @@ def _entry_points(x, y, key, precond):
     ]
 
 
+@pytest.mark.slow  # make test-all; make test keeps the dense float64 oracle test
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_default_calls_equal_jitted_raw_path(dtype, key):
     with jax.enable_x64(dtype == np.float64):

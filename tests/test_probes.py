@@ -84,6 +84,7 @@ def test_precond_sharpness_probe_matches_dense_adam_preconditioned_hessian():
         np.testing.assert_allclose(P, by_hand, rtol=1e-10)
 
 
+@pytest.mark.slow  # make test-all; spherical sharpness itself: tests/test_curvature_toolkit.py
 def test_spherical_sharpness_probe_on_a_scale_invariant_net():
     with jax.enable_x64(True):
         ctx, state, data = setup(model="scale_invariant_mlp", loss="cross_entropy")

@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dynamics.io import load_runs
 from dynamics.train.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -43,6 +44,7 @@ def test_checkpoint_round_trip_keeps_keys_dtypes_and_values(tmp_path):
     assert jax.random.normal(restored["key"]) == jax.random.normal(tree["key"])
 
 
+@pytest.mark.slow  # make test-all; make test keeps the SIGTERM/truncated-checkpoint resume of test_run_dirs
 def test_kill_minus_nine_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     reference = start(whole)
