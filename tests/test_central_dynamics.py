@@ -101,6 +101,7 @@ def test_flow_preconditioner_matches_the_optax_step(make):
     np.testing.assert_allclose(np.asarray(p2), np.asarray(p), rtol=1e-12)
 
 
+@pytest.mark.slow  # make test-all; the one-step closed forms stay in make test
 def test_gd_at_the_edge_follows_the_central_flow():
     """484-param MLP, η = 0.6: 300 GD steps reach EoS (past the first catapult), then GD, the central
     flow and gradient flow fork for 80 steps. Measured (seed 0): the CF's ηS stays at 2 to 1e-7 after

@@ -77,7 +77,7 @@ def test_third_vector_matches_finite_differences_of_hvps(kind):
     np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("kind", ["mlp", "layernorm"])
+@pytest.mark.parametrize("kind", [pytest.param("mlp", marks=pytest.mark.slow), "layernorm"])
 def test_third_derivatives_match_dense_hessian_of_hessian(kind):
     loss, params = _problem(kind)
     flat, unravel = ravel_pytree(params)

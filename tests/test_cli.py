@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from dynamics.io import load_runs
 
 
@@ -14,6 +16,7 @@ def cli(*args, cwd):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # make test-all; the multirun path runs in test_a_sweep_with_a_bad_and_a_diverging_point
 def test_multirun_of_two_points_writes_two_run_directories(tmp_path):
     out = tmp_path / "sweep"
     proc = cli("-m", "+exp=smoke", "optimizer.lr=0.1,0.2", f"hydra.sweep.dir={out}", cwd=tmp_path)

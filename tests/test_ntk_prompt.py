@@ -117,6 +117,7 @@ def test_head_output_is_a_linear_map_of_the_cls_state(tiny):
     np.testing.assert_allclose(model.head_apply_fn(TINY)(tiny["head"], x), want, rtol=1e-12)
 
 
+@pytest.mark.slow  # make test-all; flat_jacobian itself: tests/test_ntk.py
 def test_flat_jacobians_give_the_librarys_kernels_and_linearization(tiny):
     apply_fn, params, x, j = model.prompt_apply_fn(TINY), tiny["mlm"], tiny["prompt_x"], tiny["j0"]
     moved = jax.tree.map(lambda p: p + 1e-3 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), params)

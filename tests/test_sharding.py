@@ -19,7 +19,8 @@ def run_cli(run_dir, *args):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("batch", [pytest.param("null", marks=pytest.mark.slow), "16"])
+@pytest.mark.slow  # make test-all (two 4-device runs)
+@pytest.mark.parametrize("batch", ["null", "16"])
 def test_sharded_training_equals_single_device(tmp_path, batch):
     single = run_cli(tmp_path / "one", f"train.batch_size={batch}")
     sharded = run_cli(tmp_path / "four", f"train.batch_size={batch}", "parallel.data=true")
