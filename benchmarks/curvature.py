@@ -25,7 +25,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from timing import best_of  # noqa: E402  (benchmarks/timing.py)
+from timing import best_of, peer_env, save_mlp_problem  # noqa: E402  (benchmarks/timing.py)
 
 from dynamics.curvature import hvp, top_eigenvalue, top_eigenvalues
 from dynamics.data import build_dataset
@@ -94,12 +94,8 @@ def main():
     if Path(args.peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "problem.npz")
-            arrays = {"x": np.asarray(x), "y": np.asarray(y)}
-            for i in range(3):
-                arrays[f"w{i}"] = np.asarray(params[f"dense_{i}"]["kernel"])
-                arrays[f"b{i}"] = np.asarray(params[f"dense_{i}"]["bias"])
-            np.savez(path, **arrays)
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+            save_mlp_problem(path, params, 3, x=x, y=y)
+            env = peer_env()
             for tol in (TOL, 1e-6):  # its own tol (relative change of λ), and one that matches accuracy
                 out = subprocess.run([args.peer_python, str(Path(__file__).parent / "pyhessian_peer.py"),
                                       path, str(tol), "3"], capture_output=True, text=True, env=env)

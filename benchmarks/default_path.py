@@ -28,6 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from timing import peer_env, save_mlp_problem  # noqa: E402  (benchmarks/timing.py)
 from curvature import problem  # noqa: E402  (benchmarks/curvature.py: the 48k MLP and its data)
 
 from dynamics import compiled
@@ -109,12 +110,8 @@ def ntk_section(peer_python: str, repeats: int, n: int):
     if Path(peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
             path, kpath = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "k.npy")
-            arrays = {"x": np.asarray(x)}
-            for i in range(len(widths) + 1):
-                arrays[f"w{i}"] = np.asarray(params[f"dense_{i}"]["kernel"])
-                arrays[f"b{i}"] = np.asarray(params[f"dense_{i}"]["bias"])
-            np.savez(path, **arrays)
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+            save_mlp_problem(path, params, len(widths) + 1, x=x)
+            env = peer_env()
             res = subprocess.run([peer_python, str(Path(__file__).parent / "torch_ntk_peer.py"),
                                   path, str(repeats), kpath], capture_output=True, text=True,
                                  env=env)

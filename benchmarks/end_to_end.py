@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import peer_env, save_mlp_problem  # benchmarks/timing.py
+
 STEPS, EVERY, LR, TOL = 1000, 10, 0.5, 1e-3
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,12 +163,8 @@ def main():
     if Path(args.peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
             path, out = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "out.json")
-            arrays = {"x": np.asarray(x), "y": np.asarray(y)}
-            for i in range(3):
-                arrays[f"w{i}"] = np.asarray(params[f"dense_{i}"]["kernel"])
-                arrays[f"b{i}"] = np.asarray(params[f"dense_{i}"]["bias"])
-            np.savez(path, **arrays)
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+            save_mlp_problem(path, params, 3, x=x, y=y)
+            env = peer_env()
             res = subprocess.run([args.peer_python, __file__, "--torch-peer", path, out, str(STEPS)],
                                  capture_output=True, text=True, env=env,
                                  cwd=str(Path(__file__).parent))

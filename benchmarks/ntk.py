@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from timing import best_of  # noqa: E402  (benchmarks/timing.py)
+from timing import best_of, peer_env, save_mlp_problem  # noqa: E402  (benchmarks/timing.py)
 
 from dynamics.models import build_model, num_params
 from dynamics.ntk import empirical_ntk
@@ -62,12 +62,8 @@ def main():
     if Path(args.peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
             path, kpath = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "k.npy")
-            arrays = {"x": np.asarray(x)}
-            for i in range(len(widths) + 1):
-                arrays[f"w{i}"] = np.asarray(params[f"dense_{i}"]["kernel"])
-                arrays[f"b{i}"] = np.asarray(params[f"dense_{i}"]["bias"])
-            np.savez(path, **arrays)
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
+            save_mlp_problem(path, params, len(widths) + 1, x=x)
+            env = peer_env()
             res = subprocess.run([args.peer_python, str(Path(__file__).parent / "torch_ntk_peer.py"), path,
                                   str(args.repeats), kpath], capture_output=True, text=True, env=env)
             if res.returncode != 0:
