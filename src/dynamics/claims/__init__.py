@@ -10,11 +10,11 @@
 from dynamics.claims import (central_flow, eos, implicit_bias, ntk, sde,  # noqa: F401 (register)
                              sharpness_reduction)
 from dynamics.claims.base import (CALIBRATED, CLAIMS, PRE_REGISTERED, Check, check, check_criteria,
-                                  columns_of, criteria_of, failure_line, from_flags, judge,
+                                  columns_of, criteria_of, failure_line, judge,
                                   missing_verdict, verdict)
 from dynamics.claims.eos import THRESHOLDS, stability_threshold
 from dynamics.claims.seeds import aggregate, seed_list
 
 __all__ = ["CALIBRATED", "CLAIMS", "PRE_REGISTERED", "THRESHOLDS", "Check", "aggregate", "check",
-           "check_criteria", "columns_of", "criteria_of", "failure_line", "from_flags", "judge",
+           "check_criteria", "columns_of", "criteria_of", "failure_line", "judge",
            "missing_verdict", "seed_list", "stability_threshold", "verdict"]

@@ -173,9 +173,3 @@ def failure_line(verdict_: dict, limit: int = 3) -> str:
     shown = "; ".join(reasons[:limit])
     more = f"; +{len(reasons) - limit} more" if len(reasons) > limit else ""
     return f"passed=False ({shown}{more})"
-
-
-def from_flags(flags: dict[str, bool], numbers: dict | None = None,
-               source: str = PRE_REGISTERED) -> dict:
-    """The verdict of checks that are yes/no by nature (``name is true``)."""
-    return verdict([check(name, bool(v), "is", True, source) for name, v in flags.items()], numbers)
