@@ -43,9 +43,15 @@ class NTKFinetuneConfig:
     shots: list[int] = field(default_factory=lambda: [16, 64])  # examples per target class
     pretrain_steps: int = 2000  # full-batch Adam steps on the source task
     pretrain_lr: float = 3e-3
-    adam_lr: float = 1e-4  # fine-tuning Adam's step size (GD's is optimizer.lr)
-    kernel_ridge: float = 0.1  # kernel regressions' ridge, relative to the kernel's largest singular value
     kernel_batch_size: Optional[int] = None  # examples per eNTK block (null: one block)
+    # Adam half, in the A-SignGD kernel's regime (tasks/ntk_adam.py): binary sub-task of two target
+    # classes (f = f_b − f_a of the pre-trained head), one example per step, ``adam_epochs`` passes
+    sign_classes: list[int] = field(default_factory=lambda: [5, 6])
+    adam_lr: float = 1e-4  # fine-tuning Adam's step size (GD's is optimizer.lr)
+    adam_b1: float = 0.0  # 0, 0: no moment averaging, so Adam is SignGD up to ε (the kernel's regime)
+    adam_b2: float = 0.0
+    adam_eps: float = 1e-8
+    adam_epochs: int = 3
 
 
 @dataclass
@@ -118,7 +124,13 @@ def validate_finetune(n: NTKFinetuneConfig, data_name: str) -> None:
     check(n.pretrain_steps >= 1, "ntk.finetune.pretrain_steps", n.pretrain_steps, "an integer >= 1")
     check(n.pretrain_lr > 0, "ntk.finetune.pretrain_lr", n.pretrain_lr, "a float > 0")
     check(n.adam_lr > 0, "ntk.finetune.adam_lr", n.adam_lr, "a float > 0")
-    check(n.kernel_ridge >= 0, "ntk.finetune.kernel_ridge", n.kernel_ridge, "a float >= 0")
+    check(len(n.sign_classes) == 2 and set(n.sign_classes) <= set(n.target_classes)
+          and n.sign_classes[0] != n.sign_classes[1], "ntk.finetune.sign_classes", n.sign_classes,
+          "two distinct classes of ntk.finetune.target_classes")
+    for key in ("adam_b1", "adam_b2"):
+        check(0 <= getattr(n, key) < 1, f"ntk.finetune.{key}", getattr(n, key), "a float in [0, 1)")
+    check(n.adam_eps >= 0, "ntk.finetune.adam_eps", n.adam_eps, "a float >= 0")
+    check(n.adam_epochs >= 1, "ntk.finetune.adam_epochs", n.adam_epochs, "an integer >= 1")
     check(n.kernel_batch_size is None or n.kernel_batch_size > 0, "ntk.finetune.kernel_batch_size",
           n.kernel_batch_size, "null or an integer > 0")
 

@@ -2,10 +2,11 @@
 
 - ``ntk_width``: the empirical NTK of an NTK-parameterized MLP converges to the infinite-width NTK with
   relative error O(width^-1/2) (Jacot et al. 2018; fluctuations of the kernel are O(1/√width)).
-- ``ntk_finetune``: fine-tuning a pre-trained model on a few-shot task follows its kernel solution
-  (Malladi et al., ICML 2023): GD the eNTK (kernel GD), Adam the asymmetric SignGD kernel, each judged by
-  the function gap ‖f_FT − f_kernel‖/‖f_FT − f₀‖ against its baselines: f₀ (gap 1) and, for Adam, the
-  eNTK solution of the same regression.
+- ``ntk_finetune``: fine-tuning a pre-trained model on a few-shot task follows kernel dynamics around
+  the pre-trained weights (Malladi et al., ICML 2023): GD eNTK kernel GD; Adam, in the regime where the
+  paper derives it (SignGD limit, scalar output, one example per step, small steps), the asymmetric
+  SignGD kernel's dynamics; each judged by the function gap ‖f_FT − f_kernel‖/‖f_FT − f₀‖ against its
+  baselines: f₀ (gap 1) and, for Adam, the same dynamics with the eNTK.
 - ``ntk_prompt``: with a meaningful prompt (label-word logits at [MASK]) the eNTK tracks GD fine-tuning
   of a pre-trained masked LM better than with a fresh classification head on [CLS], at matched movement
   of the margin (Malladi et al.).
@@ -52,17 +53,18 @@ def _results(context) -> dict:
 
 @CLAIMS.register("ntk_finetune")
 def ntk_finetune(columns, context, *, optimizers=("sgd", "adam"), max_function_gap_sgd=0.5,
-                 max_kernel_change_sgd=0.4, max_function_gap_adam=1.0, max_adam_gap_ratio=1.0) -> dict:
-    """Fine-tuning vs kernel solutions, for every k in ``context["results"]``, on the function gap.
+                 max_kernel_change_sgd=0.4, max_function_gap_adam=0.15, max_adam_gap_ratio=1.0) -> dict:
+    """Fine-tuning vs kernel dynamics, for every k in ``context["results"]``, on the function gap.
 
     Checks per k (``k16``, …):
     - ``{k}_sgd_function_gap``: GD's gap to eNTK kernel GD ≤ ``max_function_gap_sgd`` (calibrated;
       f₀ has gap 1);
     - ``{k}_sgd_kernel_change``: ‖K(θ_T) − K(θ₀)‖/‖K(θ₀)‖ ≤ ``max_kernel_change_sgd`` (calibrated);
-    - ``{k}_adam_function_gap``: Adam's gap to the A-SignGD solution < ``max_function_gap_adam`` = 1
-      (pre-registered: beats f₀);
-    - ``{k}_adam_gap_vs_entk``: that gap / Adam's gap to the eNTK solution of the same regression
-      < ``max_adam_gap_ratio`` = 1 (pre-registered: A-SignGD explains Adam better than the eNTK).
+    - ``{k}_adam_function_gap``: per-example Adam's gap (binary sub-task, the A-SignGD kernel's regime)
+      to the A-SignGD kernel dynamics ≤ ``max_function_gap_adam`` = 0.15 (calibrated, seeds 0–4: at most
+      0.071; f₀ has gap 1);
+    - ``{k}_adam_gap_vs_entk``: that gap / Adam's gap to the same dynamics with the eNTK at its best
+      fitted rate < ``max_adam_gap_ratio`` = 1 (pre-registered: A-SignGD explains Adam better).
     ``optimizers`` names the halves judged (``sgd``, ``adam``; both by default). Accuracies and
     agreements are reported, not judged.
     """
@@ -71,6 +73,7 @@ def ntk_finetune(columns, context, *, optimizers=("sgd", "adam"), max_function_g
     if not results or not optimizers or set(optimizers) - {"sgd", "adam"}:
         return missing_verdict("k-shot results" if not results else "optimizers among sgd, adam")
     checks, ratios, missing = [], {}, []
+    gap_source = PRE_REGISTERED if max_function_gap_adam >= 1 else CALIBRATED
     for k, r in results.items():
         sgd, adam = r.get("sgd") or {}, r.get("adam") or {}
         if "sgd" in optimizers:
@@ -80,14 +83,14 @@ def ntk_finetune(columns, context, *, optimizers=("sgd", "adam"), max_function_g
                                 max_kernel_change_sgd, CALIBRATED))
         if "adam" not in optimizers:
             continue
-        if "entk_regression_function_gap" not in adam:
+        if "entk_function_gap" not in adam:
             missing.append(f"{k} Adam's eNTK baseline")
-        checks.append(check(f"{k}_adam_function_gap", adam.get("function_gap"), "<", max_function_gap_adam,
-                            PRE_REGISTERED, note="f₀ has gap 1"))
-        base = adam.get("entk_regression_function_gap")
+        checks.append(check(f"{k}_adam_function_gap", adam.get("function_gap"), "<=", max_function_gap_adam,
+                            gap_source, note="A-SignGD kernel dynamics; f₀ has gap 1"))
+        base = adam.get("entk_function_gap")
         ratios[k] = None if not base or adam.get("function_gap") is None else adam["function_gap"] / base
         checks.append(check(f"{k}_adam_gap_vs_entk", ratios[k], "<", max_adam_gap_ratio, PRE_REGISTERED,
-                            note="Adam's gap to A-SignGD / to the eNTK regression"))
+                            note="Adam's gap to A-SignGD / to the eNTK dynamics at its best-fitting rate"))
     return verdict(checks, {**results, "adam_gap_ratio": ratios}, missing)
 
 
