@@ -122,3 +122,35 @@ def test_gd_at_the_edge_follows_the_central_flow():
     assert np.all(m["predicted_loss"] >= m["loss/central"])
     gd_mean, pred_mean = np.mean(m["loss/discrete"][10:]), np.mean(m["predicted_loss"][10:])
     assert abs(gd_mean / pred_mean - 1) < 0.25, (gd_mean, pred_mean)
+
+
+def _two_edges(w, data):
+    """Σ_i ½(a_i + b_i y_i) x_i² − c_i y_i on w = (x₁, x₂, y₁, y₂): on x = 0, S_i = a_i + b_i y_i along e_{x_i},
+    ∇S_i = b_i e_{y_i}, and gradient flow raises S_i at rate η b_i c_i (../shared/papers/central_flows.md §10.4)."""
+    a, b, c = data
+    x, y = w[:2], w[2:]
+    return jnp.sum(0.5 * (a + b * y) * x**2 - c * y)
+
+
+def test_eigenvalue_crossing_the_edge_within_a_step_is_held_at_two():
+    """η = 1; S₁ = 2 (locked, σ₁² = 2c₁/b₁), S₂ = 1.9 rising at η b₂ c₂ = 0.2 per step: it crosses 2 half-way
+    through the first step. The SDCP of every substep sees the tracked eigenvalues ≥ ``sdcp_candidate`` (1.5),
+    so S₂ is held at 2 from the crossing on (closed form: y₂ stops at 0.1). With the candidates cut at the
+    critical threshold 1.95, as at a step's start in the reference, the step's SDCP holds only the top Ritz
+    direction (e_{x₂} once S₂ > S₁) and the flow leaves the edge by 0.05 before the next step."""
+    data = (jnp.array([2.0, 1.9]), jnp.array([1.0, 1.0]), jnp.array([0.1, 0.2]))
+    params = jnp.zeros(4)
+    for candidate in (1.5, 1.95):
+        settings = CentralFlowSettings(processes=("central",), eig_processes=(), k_init=2, k_max=2,
+                                       eig_method="power", eig_tol=1e-12, sdcp_candidate=candidate)
+        res = run_central_flows(_two_edges, params, data, gd(1.0), 3, settings, key=jax.random.key(0))
+        w = np.asarray(res.final["central"])
+        np.testing.assert_allclose(w[:2], 0.0, atol=1e-14)
+        s = np.asarray(data[0]) + w[2:]
+        np.testing.assert_allclose(s[0], 2.0, atol=1e-9)
+        np.testing.assert_allclose(res.metrics["x_eigs"][0, 0], 2 * 0.1 / 1.0, rtol=1e-9)
+        if candidate == 1.5:
+            np.testing.assert_allclose(s[1], 2.0, atol=1e-9)
+            assert np.nanmax(res.metrics["eigs/central"][:, 0]) < 2 + 1e-9
+        else:  # overshoot in step 0, pulled back later: the top eigenvalue seen at step 1
+            np.testing.assert_allclose(res.metrics["eigs/central"][1, 0], 2.05, atol=1e-6)

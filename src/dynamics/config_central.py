@@ -31,11 +31,14 @@ class CentralFlowConfig:
     track_discrete: bool = False  # also track the discrete process's eigenvalues every step (figure)
     substeps: int = 4  # Euler substeps per step of the central flow
     processes: list[str] = field(default_factory=lambda: ["discrete", "central", "stable"])
-    sdcp_threshold: float = 1.95  # effective eigenvalues at least this enter the SDCP (the edge is 2)
+    sdcp_threshold: float = 1.95  # effective eigenvalues at least this count as critical (the edge is 2)
+    sdcp_candidate: float = 1.5  # tracked effective eigenvalues at least this enter every substep's SDCP
     track_fraction: float = 0.75  # track every effective eigenvalue above track_fraction * 2
     k_init: int = 1
     k_max: int = 4
-    eig_method: str = "lanczos"  # lanczos | lobpcg | power
+    # lobpcg | lanczos | power; the block method, since the central flow locks several eigenvalues at
+    # exactly 2, and single-vector Lanczos (one Krylov vector per eigenspace) then misses some of them
+    eig_method: str = "lobpcg"
     eig_tol: float = 1e-6  # relative residual tolerance of the warm-started solves
     eig_max_iters: int = 1000
     stable_min_substeps: int = 4
@@ -54,6 +57,7 @@ def validate_central(c: CentralFlowConfig, optimizer_name: str) -> None:
           "central.processes", c.processes, "a subset of " + ", ".join(PROCESSES)
           + " holding discrete and central")
     check(0 < c.sdcp_threshold <= 2, "central.sdcp_threshold", c.sdcp_threshold, "a float in (0, 2]")
+    check(0 < c.sdcp_candidate <= 2, "central.sdcp_candidate", c.sdcp_candidate, "a float in (0, 2]")
     check(0 < c.track_fraction < 1, "central.track_fraction", c.track_fraction, "a float in (0, 1)")
     check(1 <= c.k_init <= c.k_max, "central.k_init", c.k_init, f"an integer in [1, central.k_max={c.k_max}]")
     check(c.eig_method in EIG_METHODS, "central.eig_method", c.eig_method, " | ".join(EIG_METHODS))

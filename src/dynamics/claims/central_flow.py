@@ -29,6 +29,10 @@ steps; criteria changed since, with why, are marked here and in experiments/cent
 - (d) ``oscillation_variance_ratio``: mean over steps after arrival of :math:`\sum_i \delta_i^2`
   (GD's displacement from the central flow along Σ's directions, in the metric :math:`P`) over the mean of
   :math:`\mathrm{tr}(X)` (the predicted variance; :math:`\sigma^2/\eta` for GD), in ``variance_band``.
+- ``critical_below_k_max``: the most critical eigenvalues (≥ the SDCP threshold) after arrival is below
+  ``k_max``, the tracked count (added after the RMSProp runs saturated the block: 4 of 4, 6 of 6). A
+  saturated block means the 2/η eigenspace may be larger than what the SDCP sees, so the run is not a
+  valid simulation of the central flow.
 - Control, in the same run (must hold, i.e. the stable flow must *fail* to track GD):
   ``stable_loss_gap``: the median relative error of the stable flow's loss :math:`L(w_{GF})` against GD's
   windowed loss, in absolute value, > ``loss_median_tol`` (the bound the central flow must meet); and
@@ -95,6 +99,9 @@ def _flow_numbers(columns, start):
     d2, x = columns.get("delta2"), columns.get("x_trace")
     if d2 is not None and x is not None:
         out["oscillation_variance_ratio"] = _finite(np.nanmean(d2[start:]) / np.nanmean(x[start:]))
+    n_crit = columns.get("n_critical")
+    if n_crit is not None and np.isfinite(n_crit[start:]).any():
+        out["max_critical"] = int(np.nanmax(n_crit[start:]))
     s_eff = columns.get("eff_sharpness/stable")
     if s_eff is not None and np.isfinite(s_eff).any():
         out["stable_final_eff_sharpness"] = _finite(s_eff[np.isfinite(s_eff)][-1])
@@ -123,6 +130,9 @@ def central_flow_claim(columns, context, *, window: int = 100, min_steps_after: 
         check("loss_tracking_mean_abs", numbers["loss_tracking_mean_abs"], "<=", loss_mean_abs_tol, P),
         check("oscillation_variance_ratio", numbers["oscillation_variance_ratio"], "in",
               tuple(variance_band), P),
+        check("critical_below_k_max", numbers.get("max_critical"), "<", context.get("k_max", 0), P,
+              note="every tracked eigenvalue at the edge: the edge eigenspace may be larger than the "
+                   "tracked block" if context.get("k_max") else "k_max not given"),
         check("stable_loss_gap", numbers["stable_loss_gap"], ">", loss_median_tol, P,
               note="control: the stable flow must not track GD"),
         check("stable_final_eff_sharpness", numbers["stable_final_eff_sharpness"], ">=",

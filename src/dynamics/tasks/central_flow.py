@@ -99,7 +99,8 @@ def settings_of(cfg: Config, warm_start: int) -> CentralFlowSettings:
     eig = tuple(p for p in ("discrete", "stable")
                 if p in c.processes and (p != "discrete" or c.track_discrete))
     return CentralFlowSettings(processes=tuple(c.processes), substeps=c.substeps,
-                               sdcp_threshold=c.sdcp_threshold, track_fraction=c.track_fraction,
+                               sdcp_threshold=c.sdcp_threshold,
+                               sdcp_candidate=c.sdcp_candidate, track_fraction=c.track_fraction,
                                k_init=c.k_init, k_max=c.k_max, eig_method=c.eig_method, eig_tol=c.eig_tol,
                                eig_max_iters=c.eig_max_iters, eig_processes=eig,
                                stable_min_substeps=c.stable_min_substeps,
@@ -139,6 +140,7 @@ def run_central_flow_task(cfg: Config, run: RunDir) -> dict:
     rows = rows_of(res.metrics, procs, settings.warm_start)
     run.log(rows)
     context = {"optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "spike_step": spike,
+               "k_max": cfg.central.k_max,
                "min_pass_fraction": cfg.claim.min_pass_fraction}
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     plot(run, res.metrics, procs, settings.warm_start, cfg, verdict.get("window", 20))
