@@ -38,3 +38,31 @@ def compose():
         return OmegaConf.to_object(cfg)
 
     return make
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch):
+    """``interrupt_at(step, sig=SIGINT)``: send this process a real signal once training has reached
+    ``step`` (SIGTERM goes through the command line's handler: a checkpoint, then KeyboardInterrupt)."""
+    import os
+    import signal
+
+    from dynamics.run import _on_sigterm
+    from dynamics.tasks.base import Progress
+
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def arm(step, sig=signal.SIGINT):
+        original, armed = Progress.update, [True]
+
+        def update(self, n, **postfix):
+            original(self, n, **postfix)
+            if armed[0] and self.done >= step:
+                armed[0] = False
+                os.kill(os.getpid(), sig)
+
+        monkeypatch.setattr(Progress, "update", update)
+        signal.signal(signal.SIGTERM, _on_sigterm)  # as the command line installs it
+
+    yield arm
+    signal.signal(signal.SIGTERM, handler)

@@ -97,7 +97,7 @@ def to_numpy_and_back(tree):
     return jax.tree.unflatten(treedef, rebuilt)
 
 
-@pytest.mark.slow  # make test-all (48 aliases, ~60 s of CPU); the trainer does not read aliases yet
+@pytest.mark.slow  # make test-all (48 aliases, ~60 s of CPU); tests/test_optimizer_args.py runs aliases in the trainer
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_alias_contract(name):
     lr0 = LR.get(name, 0.05)

@@ -12,32 +12,9 @@ import sys
 import pytest
 
 from dynamics.io import RunDirInUse, load_runs, lock_run_dir, read_metrics
-from dynamics.run import _on_sigterm, run
-from dynamics.tasks.base import Progress
+from dynamics.run import run
 
 SMOKE = ["+exp=smoke", "train.steps=60", "train.chunk=5", "checkpoint.every=10"]
-
-
-@pytest.fixture
-def interrupt_at(monkeypatch):
-    """``interrupt_at(step)``: send this process a real SIGINT once training has reached ``step``."""
-
-    handler = signal.getsignal(signal.SIGTERM)
-
-    def arm(step, sig=signal.SIGINT):
-        original, armed = Progress.update, [True]
-
-        def update(self, n, **postfix):
-            original(self, n, **postfix)
-            if armed[0] and self.done >= step:
-                armed[0] = False
-                os.kill(os.getpid(), sig)
-
-        monkeypatch.setattr(Progress, "update", update)
-        signal.signal(signal.SIGTERM, _on_sigterm)  # as the command line installs it
-
-    yield arm
-    signal.signal(signal.SIGTERM, handler)
 
 
 def summary(path):

@@ -57,6 +57,9 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     bias_correction: bool = False  # rmsprop: ν/(1 − β2^t), as PyTorch's Adam with β1 = 0 (SVAG paper's code)
+    # further arguments under their optax names (optimizer.args.b1=0.95, optimizer.args.nesterov=true);
+    # numeric ones are traced. The only way to set an optax alias's own arguments (optimizer.name=lion).
+    args: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +177,7 @@ class VmapConfig:
     eps: Optional[list[float]] = None
     weight_decay: Optional[list[float]] = None
     seed: Optional[list[int]] = None
+    args: dict = field(default_factory=dict)  # optimizer.args.<name> lists: vmap.args.b1=[0.8,0.9]
 
 
 @dataclass
@@ -204,6 +208,16 @@ class ClaimConfig:
 
 
 @dataclass
+class EosOptimizersConfig:
+    """``eos_optimizers.*`` (task ``eos_optimizers``): claim ``eos`` for each entry of ``runs``, label →
+    ``{optimizer: {optimizer.* keys}, probe: {probe options}, criteria: {claim.criteria}}``, with its
+    curvature probe every ``every`` steps."""
+
+    runs: dict = field(default_factory=dict)
+    every: int = 10
+
+
+@dataclass
 class Config:
     name: str = "default"
     task: str = "train"
@@ -226,6 +240,7 @@ class Config:
     implicit_bias: ImplicitBiasConfig = field(default_factory=ImplicitBiasConfig)
     sde: SDEConfig = field(default_factory=SDEConfig)
     central: CentralFlowConfig = field(default_factory=CentralFlowConfig)
+    eos_optimizers: EosOptimizersConfig = field(default_factory=EosOptimizersConfig)
 
 
 __all__ = ["ClaimConfig", "Config", "OptimizerConfig", "VmapConfig"]

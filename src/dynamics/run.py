@@ -225,6 +225,16 @@ def _main(dict_cfg: DictConfig) -> str | None:
     return summary["status"]
 
 
+# Free mappings (typed ``dict`` in the schema): their keys are set on the command line without Hydra's
+# ``+`` (``optimizer.args.b1=0.95``); ``main`` rewrites such an override to ``++`` (add or override).
+FREE_MAPPINGS = ("optimizer.args.", "vmap.args.", "claim.criteria.")
+
+
+def _free_mapping_overrides(argv: list[str]) -> list[str]:
+    """``optimizer.args.b1=0.95`` → ``++optimizer.args.b1=0.95``; other arguments unchanged."""
+    return [f"++{arg}" if arg.startswith(FREE_MAPPINGS) and "=" in arg else arg for arg in argv]
+
+
 def _launcher_hint(argv: list[str]) -> str | None:
     """A one-line hint when a launcher preset is chosen whose Hydra plugin is not installed."""
     for arg in argv:
@@ -264,6 +274,7 @@ def main() -> None:
     if hint:
         print(hint, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    sys.argv[1:] = _free_mapping_overrides(sys.argv[1:])
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:

@@ -21,7 +21,7 @@ def validate(cfg: Config) -> None:
     from dynamics.data import BATCH_SAMPLERS, DATASETS
     from dynamics.losses import LOSSES
     from dynamics.models.base import ACTIVATIONS, KERNEL_INITS, MODELS
-    from dynamics.optim import OPTIMIZERS
+    from dynamics.optim.registry import check_optimizer
     from dynamics.tasks import TASKS
     from dynamics.claims import check_criteria
 
@@ -30,7 +30,7 @@ def validate(cfg: Config) -> None:
     ACTIVATIONS.get(cfg.model.activation)
     KERNEL_INITS.get(cfg.model.init)
     DATASETS.get(cfg.data.name)
-    OPTIMIZERS.get(cfg.optimizer.name)
+    check_optimizer(cfg.optimizer.name, cfg.optimizer.args)
     LOSSES.get(cfg.train.loss)
     BATCH_SAMPLERS.get(cfg.train.sampling)
     check_criteria(cfg.claim.name, cfg.claim.criteria)
@@ -49,6 +49,19 @@ def validate(cfg: Config) -> None:
     check(cfg.precision in PRECISIONS, "precision", cfg.precision, " | ".join(PRECISIONS))
 
     _validate_optimizer(cfg.optimizer)
+    if cfg.task == "train":
+        _check_claim_probe(cfg)
+    if cfg.task == "eos_optimizers":  # every entry is a train-task run: validate each one
+        from dynamics.tasks.eos_optimizers import optimizer_configs
+
+        check(cfg.eos_optimizers.every > 0 and cfg.eos_optimizers.every % cfg.train.chunk == 0,
+              "eos_optimizers.every", cfg.eos_optimizers.every,
+              f"a positive multiple of train.chunk={cfg.train.chunk}")
+        for label, sub in optimizer_configs(cfg).items():
+            try:
+                validate(sub)
+            except ConfigError as err:
+                raise ConfigError(f"eos_optimizers.runs.{label}: {err}") from None
 
     t = cfg.train
     check(t.steps > 0, "train.steps", t.steps, "an integer > 0")
@@ -56,7 +69,8 @@ def validate(cfg: Config) -> None:
     check(t.log_every > 0, "train.log_every", t.log_every, "an integer > 0")
     check(t.batch_size is None or t.batch_size > 0, "train.batch_size", t.batch_size,
           "null (full batch) or an integer > 0")
-    swept = {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v is not None}
+    swept = {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if k != "args" and v is not None}
+    swept.update({f"args.{k}": v for k, v in (cfg.vmap.args or {}).items()})
     for key, values in swept.items():
         check(len(values) > 0, f"vmap.{key}", values, "a non-empty list (or null: no sweep)")
     # the train task runs a claim over several seeds as a vmapped sweep too
@@ -94,12 +108,35 @@ def _validate_vmap(o: OptimizerConfig, swept: dict[str, list]) -> None:
         for value in values:
             if name == "seed":  # any integer, like the scalar ``seed`` (the schema checks the type)
                 continue
+            if name.startswith("args."):
+                _validate_swept_arg(o, name.removeprefix("args."), values, value)
+                continue
             try:
                 _validate_optimizer(dataclasses.replace(o, **{name: value}))
             except ConfigError as err:
                 allowed = str(err).split(" is invalid: allowed ", 1)[-1]
                 raise ConfigError(f"vmap.{name}={values} is invalid: {value} is not allowed; "
                                   f"allowed {allowed} for each value") from None
+
+
+def _check_claim_probe(cfg: Config) -> None:
+    """The probe a train-task claim reads must be on (a claim with no known threshold reads none)."""
+    from dynamics.claims.eos import required_probe
+
+    probe = required_probe(cfg.claim.name, cfg.optimizer.name, cfg.claim.criteria)
+    if probe is not None:  # (the train task switches it on like probes.sharpness when that one is on)
+        every = max(getattr(cfg.probes, probe).every, cfg.probes.sharpness.every)
+        check(every > 0, f"probes.{probe}.every", getattr(cfg.probes, probe).every,
+              f"a positive multiple of train.chunk: claim {cfg.claim.name!r} reads {probe}")
+
+
+def _validate_swept_arg(o: OptimizerConfig, name: str, values, value) -> None:
+    """``vmap.args.<name>``: a number (traced, so vmappable) that the optimizer takes."""
+    from dynamics.optim.registry import check_optimizer
+
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    check(numeric, f"vmap.args.{name}", values, "a list of numbers (only numeric arguments are traced)")
+    check_optimizer(o.name, {**o.args, name: value})
 
 
 # Bytes per float of the generated arrays, and the share of the available memory a run may plan for.

@@ -117,6 +117,13 @@ def missing_verdict(what: str, numbers: dict | None = None) -> dict:
     return verdict([], numbers, missing=[what])
 
 
+def not_applicable_verdict(reason: str, numbers: dict | None = None) -> dict:
+    """A verdict for a claim that cannot be judged for this setting (``reason``, e.g. "not applicable: no
+    known threshold for lion"): ``passed`` is false and ``not_applicable`` holds the reason."""
+    return {**(numbers or {}), "passed": False, "not_applicable": reason, "failed": [reason],
+            "checks": {}}
+
+
 Claim = Callable[..., dict]
 CLAIMS: Registry[Claim] = Registry("claim", "claim.name")
 

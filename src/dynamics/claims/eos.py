@@ -11,7 +11,7 @@ import numpy as np
 
 from dynamics.claims.base import CALIBRATED, CLAIMS, PRE_REGISTERED, check, verdict
 from dynamics.errors import ConfigError
-from dynamics.optim.thresholds import STABILITY, Stability
+from dynamics.optim.thresholds import STABILITY, Stability, not_applicable
 from dynamics.registry import Registry
 
 THRESHOLDS: Registry[Stability] = Registry("stability threshold", "optimizer.name")
@@ -24,9 +24,20 @@ def stability_threshold(optimizer: str, hparams: dict, columns: dict | None = No
     return THRESHOLDS.get(optimizer).threshold(hparams, columns or {})
 
 
+THRESHOLD_CLAIMS = ("eos", "eos_flow")  # claims judged against the optimizer's stability threshold
+
+
+def not_applicable_reason(claim: str, optimizer: str) -> str | None:
+    """``"not applicable: no known threshold for <optimizer>"`` when claim ``claim`` needs a threshold
+    the table lacks; ``None`` otherwise. A dictionary lookup: call it before compiling."""
+    return not_applicable(optimizer) if claim in THRESHOLD_CLAIMS else None
+
+
 def required_probe(claim: str, optimizer: str, criteria: dict) -> str | None:
     """The probe whose metric claim ``claim`` reads for ``optimizer`` (checked before compiling)."""
-    if claim in ("eos", "eos_flow"):
+    if not_applicable_reason(claim, optimizer):
+        return None
+    if claim in THRESHOLD_CLAIMS:
         metric = THRESHOLDS.get(optimizer).metric
         return criteria.get("reduced_metric", metric) if claim == "eos_flow" and metric == "sharpness" \
             else metric
@@ -116,3 +127,23 @@ def edge_of_stability(columns, context, *, median_range=(0.98, 1.1), p95_max=1.2
                             ((1 - crossing_tolerance) * expected_crossing,
                              (1 + crossing_tolerance) * expected_crossing), CALIBRATED))
     return verdict(checks, out)
+
+
+@CLAIMS.register("eos_optimizers")
+def eos_for_every_optimizer(columns, context) -> dict:
+    """Task ``eos_optimizers``: every optimizer's own claim ``eos`` (judged over its seeds) passed.
+
+    ``context["results"]``: label → that optimizer's run summary (with its ``verdict``). One check per
+    optimizer; a failed run, a missing verdict or "not applicable" fails it, and no optimizer at all
+    fails the claim (no checks).
+    """
+    del columns
+    checks, per = [], {}
+    for label, summary in context["results"].items():
+        v = summary.get("verdict") or {}
+        reason = "; ".join((v.get("failed") or [])[:2]) or summary.get("error", "no verdict")
+        checks.append(check(label, v.get("passed") is True, "is", True, PRE_REGISTERED,
+                            note="" if v.get("passed") is True else reason))
+        per[label] = {"passed": v.get("passed"), "failed": v.get("failed", [])}
+    return verdict(checks, {"optimizers": per})
+

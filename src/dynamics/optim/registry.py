@@ -1,11 +1,13 @@
 """Name → (optax factory, hyperparameter names) registry."""
 
+import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
 import optax
 
 from dynamics.optim import transforms
+from dynamics.optim.aliases import ALIASES, alias_names, build_alias, get_alias
 from dynamics.errors import ConfigError
 from dynamics.registry import Registry
 
@@ -39,25 +41,99 @@ OPTIMIZERS.register("rmsprop")(
                   flags={"bias_correction": "bias_correction"}))
 
 
-def hyperparams_of(name: str, config: dict) -> dict[str, float]:
-    """The traced hyperparameters of optimizer ``name``, read from a config mapping by key."""
+def _house_extra_args(name: str, args: dict) -> dict:
+    """``optimizer.args`` for a house optimizer: arguments of its optax factory that no common
+    ``optimizer.*`` key sets (e.g. ``nesterov`` is fixed by the name; ``adam``'s ``eps_root``)."""
     spec = OPTIMIZERS.get(name)
-    return {arg: float(config[key]) for arg, key in spec.hparams.items()}
+    params = inspect.signature(spec.factory).parameters
+    taken = set(spec.hparams) | set(spec.static) | set(spec.flags)
+    allowed = [k for k in params if k not in taken]
+    for key in args:
+        if key in taken:
+            common = {**spec.hparams, **spec.flags}.get(key)
+            hint = f"set optimizer.{common}" if common else "fixed by the optimizer's name"
+            raise ConfigError(f"optimizer.args.{key} is invalid for optimizer {name!r}: {hint}")
+        if key not in allowed:
+            raise ConfigError(f"optimizer.args.{key} is not an argument of optimizer {name!r}: "
+                              f"allowed {', '.join(allowed) or 'none'}")
+    return dict(args)
 
 
-def build_optimizer(name: str, /, **config) -> optax.GradientTransformation:
-    """Build optimizer ``name`` with hyperparameters injected into its state.
+def is_known(name: str) -> bool:
+    """Whether ``optimizer.name`` is a house optimizer or an optax alias the trainer can run."""
+    return name in OPTIMIZERS or name in alias_names()
+
+
+def check_optimizer(name: str, args: dict | None = None) -> None:
+    """Fail in one line for an unknown name, an unsupported alias or an unknown ``optimizer.args`` key
+    (cheap: no optimizer is built)."""
+    args = dict(args or {})
+    if name in OPTIMIZERS:
+        _house_extra_args(name, args)
+        return
+    if name not in ALIASES:
+        raise ConfigError(f"optimizer.name={name!r} is invalid: allowed {', '.join(OPTIMIZERS)} or an "
+                          f"optax alias ({', '.join(n for n in alias_names() if n not in OPTIMIZERS)})")
+    spec = get_alias(name)
+    if spec.status == "unsupported":
+        raise ConfigError(f"optimizer.name={name!r} cannot run in this trainer: {spec.reason}")
+    unknown = [k for k in args if k not in spec.args]
+    if unknown:
+        raise ConfigError(f"optimizer.args.{unknown[0]} is not an argument of {spec.module}.{name}: "
+                          f"allowed {', '.join(spec.args) or 'none'}")
+
+
+def hyperparams_of(name: str, config: dict) -> dict:
+    """The optimizer's hyperparameters under their optax names, read from a config mapping by key
+    (``lr``, ``momentum``, ... and the free ``args``): numbers as floats, flags as given."""
+    args = dict(config.get("args") or {})
+    if name in OPTIMIZERS:
+        spec = OPTIMIZERS.get(name)
+        out = {arg: float(config[key]) for arg, key in spec.hparams.items()}
+        out.update({arg: bool(config.get(key, False)) for arg, key in spec.flags.items()})
+        out.update(spec.static)
+    else:
+        spec = get_alias(name)
+        out = {spec.lr_arg: float(config["lr"])} if spec.lr_arg else {}
+    out.update({k: _plain(v) for k, v in args.items()})
+    return out
+
+
+def _plain(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return float(value)
+
+
+def build_optimizer(name: str, /, **config) -> optax.GradientTransformationExtraArgs:
+    """Build optimizer ``name`` with its numeric hyperparameters injected into its state.
 
     Args:
-      name: a registered name (``gd``, ``momentum``, ``nesterov``, ``adam``, ``adamw``, ``rmsprop``).
+      name: a house name (``gd``, ``normalized_gd``, ``momentum``, ``nesterov``, ``adam``, ``adamw``,
+        ``rmsprop``) or any optax alias the trainer can run (``dynamics.optim.aliases``).
       **config: values by config key (``lr``, ``momentum``, ``b1``, ``b2``, ``eps``,
-        ``weight_decay``); keys the optimizer does not use are ignored.
+        ``weight_decay``, ``bias_correction``; keys the optimizer does not use are ignored) and
+        ``args``: further arguments under their optax names (``optimizer.args``), traced when numeric.
     """
+    args = dict(config.get("args") or {})
+    check_optimizer(name, args)
+    if name not in OPTIMIZERS:
+        return build_alias(name, config.get("lr"), **args)
     spec = OPTIMIZERS.get(name)
     missing = [key for key in spec.hparams.values() if config.get(key) is None]
     if missing:
         raise ConfigError(f"optimizer.{missing[0]} is missing: optimizer {name!r} needs "
                           f"{', '.join('optimizer.' + k for k in spec.hparams.values())}")
-    hparams = hyperparams_of(name, config)
+    traced = {arg: float(config[key]) for arg, key in spec.hparams.items()}
     static = {**spec.static, **{arg: bool(config.get(key, False)) for arg, key in spec.flags.items()}}
-    return optax.inject_hyperparams(spec.factory, static_args=tuple(static))(**hparams, **static)
+    extra = _house_extra_args(name, args)
+    static.update({k: v for k, v in extra.items() if not isinstance(v, (int, float))
+                   or isinstance(v, bool)})
+    traced.update({k: v for k, v in extra.items() if k not in static})
+    return optax.inject_hyperparams(spec.factory, static_args=tuple(static))(**traced, **static)
+
+
+def extra_update_args(name: str) -> tuple[str, ...]:
+    """The keyword arguments optimizer ``name``'s update needs besides grads, state and params
+    (``value``, ``grad``, ``value_fn``, ``obj_fn``; empty for house optimizers)."""
+    return () if name in OPTIMIZERS else get_alias(name).extra_args

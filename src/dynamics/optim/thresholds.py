@@ -186,7 +186,8 @@ def _adam_like(name, state_type, convention="locuslab"):
         h = _hp(name, shp, hparams)
         t = state.count
         c = _bias(h["b1"], t) if convention == "locuslab" else 1.0
-        eps_root = h.get("eps_root", 0.0) or 0.0
+        eps_root = h.get("eps_root")
+        eps_root = 0.0 if eps_root is None else eps_root  # may be traced (injected): no truth test
         if state_type is optax.ScaleByAmsgradState:
             nu_hat = state.nu_max  # bias-corrected before the max
         elif state_type is optax.ScaleByBeliefState:

@@ -15,6 +15,7 @@ from dynamics.curvature import (adaptive_preconditioner, effective_lr, hessian_t
                                 preconditioned_sharpness, spherical_sharpness, top_eigenvalues)
 from dynamics.curvature.topk import initial_block
 from dynamics.errors import check
+from dynamics.optim.thresholds import stability_of
 from dynamics.losses import LOSSES
 from dynamics.probes.base import PROBES, Probe, ProbeContext
 
@@ -101,8 +102,14 @@ def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=
     """
     check(method in METHODS, "probes.precond_sharpness.method", method, " | ".join(METHODS))
 
+    stability = stability_of(ctx.optimizer)
+    table = stability.preconditioner if stability is not None and convention == "locuslab" else None
+
     def solve(loss_fn, point, state, vectors, key):
-        precond = adaptive_preconditioner(state.opt_state, convention=convention)
+        # the threshold table's reader (amsgrad's ν_max, adabelief's s, radam's rectification, ...);
+        # hyperparameters from the (traced, per-point) state; otherwise Adam/RMSprop's generic reader
+        precond = (table(state.opt_state, None) if table is not None
+                   else adaptive_preconditioner(state.opt_state, convention=convention))
         res = preconditioned_sharpness(loss_fn, point, precond, k, key=key, method=method, tol=tol,
                                        max_iters=max_iters, init=vectors)
         return res, res.vectors

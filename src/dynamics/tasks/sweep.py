@@ -37,10 +37,19 @@ def grid_configs(cfg: Config) -> list[Config]:
     for values in itertools.product(*axes.values()):
         point = dict(zip(axes, values))
         seed = point.pop("seed", cfg.seed)
-        optimizer = dataclasses.replace(cfg.optimizer, **point)
-        empty = dataclasses.replace(cfg.vmap, **{k: None for k in axes})
+        args = {k.removeprefix("args."): point.pop(k) for k in list(point) if k.startswith("args.")}
+        optimizer = dataclasses.replace(cfg.optimizer, **point, args={**cfg.optimizer.args, **args})
+        empty = dataclasses.replace(cfg.vmap, **{k: None for k in axes if k in point or k == "seed"},
+                                    args={})
         configs.append(dataclasses.replace(cfg, seed=int(seed), optimizer=optimizer, vmap=empty))
     return configs
+
+
+def swept_value(optimizer, key: str):
+    """The value of swept key ``key`` (``lr``, ``args.b1``) in one point's optimizer config."""
+    if key.startswith("args."):
+        return optimizer.args[key.removeprefix("args.")]
+    return getattr(optimizer, key)
 
 
 def stack(trees):
@@ -85,7 +94,7 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
                          "vmap": True})
         summaries.append(summary)
     swept = [k for k in vmap_axes(cfg) if k != "seed"]
-    table = [{"dir": f"points/{i}", **{k: getattr(c.optimizer, k) for k in swept}, "seed": c.seed,
+    table = [{"dir": f"points/{i}", **{k: swept_value(c.optimizer, k) for k in swept}, "seed": c.seed,
               "status": s["status"], "passed": (s.get("verdict") or {}).get("passed"),
               **({"diverged_step": s["diverged_step"]} if "diverged_step" in s else {})}
              for i, (c, s) in enumerate(zip(configs, summaries))]
@@ -113,7 +122,7 @@ def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
     passed when every group passes. One group: its verdict is the run's verdict."""
     groups: dict[tuple, list[dict]] = {}
     for c, s in zip(configs, summaries):
-        key = tuple(getattr(c.optimizer, k) for k in swept)
+        key = tuple(swept_value(c.optimizer, k) for k in swept)
         groups.setdefault(key, []).append({"seed": c.seed, **s})
     verdicts = []
     for key, entries in groups.items():
@@ -140,7 +149,7 @@ def plot_points(cfg: Config, points: list, dirs: list[RunDir], swept: list[str],
         if stability.metric not in columns:
             return
         threshold = stability.threshold(point.hparams, columns)
-        key = tuple(getattr(point.cfg.optimizer, k) for k in swept)
+        key = tuple(swept_value(point.cfg.optimizer, k) for k in swept)
         group = groups.setdefault(key, len(groups))
         label = ", ".join(f"{k}={v:g}" for k, v in zip(swept, key)) or f"{len(points)} seeds"
         series.append((label, group, columns["step"], columns[stability.metric] / threshold))

@@ -14,6 +14,7 @@ from dynamics.io import RunDir
 from dynamics.losses import LOSSES
 from dynamics.models import build_model, num_params
 from dynamics.optim import build_optimizer, hyperparams_of
+from dynamics.optim.registry import extra_update_args
 from dynamics.plots import plot_training
 from dynamics.probes import PROBES, ProbeContext
 from dynamics.scaling import apply_scaling, steps_multiplier
@@ -24,7 +25,8 @@ from dynamics.train.checkpoint import CheckpointError, restore_latest, save_chec
 from dynamics.train.loop import initial_probe_states
 from dynamics.train.sharding import data_mesh, replicate, shard_batch
 from dynamics.claims import judge, missing_verdict, seed_list
-from dynamics.claims.eos import THRESHOLDS, required_probe
+from dynamics.claims.base import not_applicable_verdict
+from dynamics.claims.eos import THRESHOLDS, not_applicable_reason, required_probe
 
 log = logging.getLogger("dynamics")
 
@@ -99,18 +101,8 @@ class Point(NamedTuple):
     dt: float
 
 
-def check_claim_inputs(cfg: Config) -> None:
-    """Fail before compiling when the claim cannot be judged from this run (no threshold, probe off)."""
-    probe = required_probe(cfg.claim.name, cfg.optimizer.name, cfg.claim.criteria)
-    if probe is not None:
-        every = getattr(cfg.probes, probe).every
-        check(every > 0, f"probes.{probe}.every", every,
-              f"a positive multiple of train.chunk: claim {cfg.claim.name!r} reads {probe}")
-
-
 def build_point(cfg: Config) -> Point:
     """Data, model, optimizer, initial state and probes for ``cfg`` (nothing compiled yet)."""
-    check_claim_inputs(cfg)
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)
     data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("name", "seed")}
@@ -134,6 +126,7 @@ def build_point(cfg: Config) -> Point:
     loss = LOSSES.get(cfg.train.loss)
     step_fn = make_step(model.apply, loss, tx, batch_size=optimizer["batch_size"],
                         classification=classification, oracle=cfg.oracle.name,
+                        extra_args=extra_update_args(cfg.optimizer.name),
                         label_noise_std=cfg.oracle.label_noise_std,
                         num_classes=dataset.num_classes, svag_l=cfg.oracle.svag_l,
                         sampling=cfg.train.sampling,
@@ -142,7 +135,7 @@ def build_point(cfg: Config) -> Point:
     probes = build_probes(cfg, ctx, params, streams["probe"])
     state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
     train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
-    dt = hparams["learning_rate"] ** (2 if is_adaptive(cfg.optimizer.name) else 1)
+    dt = optimizer["lr"] ** (2 if is_adaptive(cfg.optimizer.name) else 1)
     return Point(cfg, dataset, model, optimizer, hparams, steps, applied, state, probes, step_fn,
                  train_metrics, streams["probe"], dt)
 
@@ -151,7 +144,10 @@ def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) ->
     """Verdict, figures and summary of one finished (or diverged) run."""
     cfg, optimizer, hparams = point.cfg, point.optimizer, point.hparams
     context = {"optimizer": cfg.optimizer.name, "hparams": hparams}
-    if outcome.status == "finished" or cfg.claim.name == "none":
+    reason = not_applicable_reason(cfg.claim.name, cfg.optimizer.name)
+    if reason is not None:  # known before compiling (logged at the start); the run still measures
+        verdict = not_applicable_verdict(reason)
+    elif outcome.status == "finished" or cfg.claim.name == "none":
         verdict = judge(cfg.claim.name, rows, context, cfg.claim.criteria)
     else:  # no numbers computed on NaNs: the claim's evidence is missing
         verdict = missing_verdict(f"a finished run ({outcome.status} at step "
@@ -183,7 +179,11 @@ def run_train(cfg: Config, run: RunDir) -> dict:
     With ``vmap.*`` lists set, runs the whole grid of points in one compiled program instead
     (``dynamics.tasks.sweep``).
     """
-    cfg = with_claim_seeds(cfg)
+    cfg = with_claim_probe(with_claim_seeds(cfg))
+    reason = not_applicable_reason(cfg.claim.name, cfg.optimizer.name)
+    if reason is not None:
+        log.warning("claim %s: %s (the run trains and measures; its verdict is passed=False)",
+                    cfg.claim.name, reason)
     if vmap_axes(cfg):
         from dynamics.tasks.sweep import run_vmapped
 
@@ -258,8 +258,26 @@ def with_time(rows: list[dict], dt: float) -> list[dict]:
 
 
 def vmap_axes(cfg: Config) -> dict[str, list]:
-    """The swept keys of ``vmap.*`` that are set, in config order."""
-    return {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if v}
+    """The swept keys of ``vmap.*`` that are set, in config order; ``vmap.args.<name>`` lists appear as
+    ``"args.<name>"``."""
+    axes = {k: v for k, v in dataclasses.asdict(cfg.vmap).items() if k != "args" and v}
+    axes.update({f"args.{k}": list(v) for k, v in (cfg.vmap.args or {}).items() if v})
+    return axes
+
+
+def with_claim_probe(cfg: Config) -> Config:
+    """The curvature probe the claim reads, switched on at ``probes.sharpness``' cadence and tolerance
+    when it is off and the sharpness probe is on (``+exp=eos optimizer.name=amsgrad`` measures
+    λ_max(P⁻¹H) as well as λ_max(H)); ``cfg`` unchanged otherwise."""
+    probe = required_probe(cfg.claim.name, cfg.optimizer.name, cfg.claim.criteria)
+    base = cfg.probes.sharpness
+    if probe is None or getattr(cfg.probes, probe).every > 0 or base.every == 0:
+        return cfg
+    node = dataclasses.replace(getattr(cfg.probes, probe), every=base.every, tol=base.tol,
+                               max_iters=base.max_iters)
+    log.info("claim %s reads %s for %s: measured every %d steps, like probes.sharpness", cfg.claim.name,
+             probe, cfg.optimizer.name, base.every)
+    return dataclasses.replace(cfg, probes=dataclasses.replace(cfg.probes, **{probe: node}))
 
 
 def with_claim_seeds(cfg: Config) -> Config:

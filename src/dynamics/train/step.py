@@ -24,25 +24,33 @@ def make_objective(apply_fn: Callable, loss: Callable) -> Callable:
 
 def make_step(apply_fn: Callable, loss: Callable, tx: optax.GradientTransformation, *,
               batch_size: int | None, classification: bool, oracle: str = "batch",
-              **oracle_options) -> Callable:
+              extra_args: tuple[str, ...] = (), **oracle_options) -> Callable:
     """One optimizer step ``step(state, x, y) -> (state, metrics)``.
 
     ``batch_size=None`` is full-batch; otherwise the batch for step t is drawn from ``state.key`` and t.
     ``oracle`` names the gradient oracle (``dynamics.train.oracles``: ``batch``, ``label_noise``,
-    ``svag``) and ``oracle_options`` are its options. The metrics describe the iterate *before* the
-    update: ``loss`` is L(θ_t) on the batch used at step t and ``grad_norm`` the norm of the gradient
-    estimate the optimizer received.
+    ``svag``) and ``oracle_options`` are its options. ``extra_args`` names the keyword arguments the
+    optimizer's update needs (optax's extra-args convention): ``value`` (the step's loss), ``grad``,
+    and ``value_fn`` / ``obj_fn`` (the step's loss as a function of the parameters, on the same batch
+    and noise). The metrics describe the iterate *before* the update: ``loss`` is L(θ_t) on the batch
+    used at step t and ``grad_norm`` the norm of the gradient estimate the optimizer received.
     """
     gradient = build_oracle(oracle, make_objective(apply_fn, loss), batch_size=batch_size,
                             **oracle_options)
 
     def step(state: TrainState, x: jax.Array, y: jax.Array):
-        value, outputs, y, grads = gradient(state.params, x, y, state.key, state.step)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        value, outputs, y_used, grads = gradient(state.params, x, y, state.key, state.step)
+
+        def loss_at(params):  # the same batch and noise: key and step are fixed
+            return gradient(params, x, y, state.key, state.step)[0]
+
+        given = {"value": value, "grad": grads, "value_fn": loss_at, "obj_fn": loss_at}
+        extra = {k: given[k] for k in extra_args}
+        updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": value, "grad_norm": optax.global_norm(grads)}
         if classification:
-            metrics["accuracy"] = accuracy(outputs, y)
+            metrics["accuracy"] = accuracy(outputs, y_used)
         return TrainState(state.step + 1, params, opt_state, state.key), metrics
 
     return step
