@@ -117,6 +117,33 @@ def plot_threshold_ratio(series: list[tuple[str, int, np.ndarray, np.ndarray]], 
     return _save(fig, path)
 
 
+def plot_threshold_panels(panels: list[tuple[str, str, str, list]], path: str | Path, *,
+                          title: str = "") -> Path:
+    """One panel per optimizer (``panels``: title, metric, threshold label, [(seed, steps, ratio)]):
+    each seed's stability metric over its own threshold against the step, the threshold at 1."""
+    cols = min(4, max(1, len(panels)))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False,
+                             sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, metric, label, series) in zip(axes.flat, panels):
+        for i, (seed, steps, ratio) in enumerate(series):
+            keep = np.isfinite(ratio)
+            ax.plot(steps[keep], ratio[keep], lw=0.6, alpha=0.8, color=f"C{i % 10}",
+                    label=f"seed {seed}")
+        ax.axhline(1.0, color="k", ls="--", lw=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(f"{metric} / ({label})" if metric else "no threshold", fontsize=7)
+        ax.set_ylim(0, 1.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path)
+
+
 def identity_line(ax) -> None:
     """Dashed y = x across the axes' current data range (for scatter plots of one quantity vs another)."""
     lim = [min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])]

@@ -97,7 +97,8 @@ def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=
     """λ_max(P⁻¹∇²L) with P Adam's / RMSprop's diagonal preconditioner (``precond_sharpness``).
 
     ``convention="locuslab"``: P = (1 − β1^t)(√ν̂ + ε) (the update is η P⁻¹ m with m the EMA
-    momentum, threshold (2 + 2β1)/((1 − β1)η)); ``"init2winit"`` omits (1 − β1^t). Not measured at
+    momentum, threshold (2 + 2β1)/((1 − β1)η)); ``"init2winit"`` omits (1 − β1^t). Optimizers in the
+    threshold table (amsgrad, adabelief, nadam, radam, ...) use the table's own reader. Not measured at
     step 0, before the optimizer has a second-moment estimate (NaN there).
     """
     check(method in METHODS, "probes.precond_sharpness.method", method, " | ".join(METHODS))
@@ -110,6 +111,8 @@ def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=
         # hyperparameters from the (traced, per-point) state; otherwise Adam/RMSprop's generic reader
         precond = (table(state.opt_state, None) if table is not None
                    else adaptive_preconditioner(state.opt_state, convention=convention))
+        # undefined before the first update (RMSprop's ν = 0 would give P = √ε): NaN at step 0
+        precond = jax.tree.map(lambda p: jnp.where(state.step > 0, p, jnp.nan), precond)
         res = preconditioned_sharpness(loss_fn, point, precond, k, key=key, method=method, tol=tol,
                                        max_iters=max_iters, init=vectors)
         return res, res.vectors

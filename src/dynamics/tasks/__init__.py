@@ -9,5 +9,6 @@ from dynamics.tasks import kernel_rich, label_noise, label_noise_flow, margin, m
 from dynamics.tasks import sde  # noqa: F401,E402
 from dynamics.tasks import svag, sqrt_scaling  # noqa: F401,E402
 from dynamics.tasks import central_flow  # noqa: F401,E402
+from dynamics.tasks import eos_optimizers  # noqa: F401,E402
 
 __all__ = ["TASKS", "run_task"]
