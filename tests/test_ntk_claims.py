@@ -125,14 +125,14 @@ FINETUNE_CI = ("+exp=ntk", "claim.seeds=1", "ntk.finetune.shots=[16]", "data.n_t
 
 @pytest.mark.slow
 def test_ntk_finetune_gd_half_passes_and_large_step_control_fails(compose, tmp_path):
-    ok = _verdict(compose, tmp_path / "ok", *FINETUNE_CI, "claim.criteria.optimizers=[sgd]")
+    ok = _verdict(compose, tmp_path / "ok", *FINETUNE_CI, "+claim.criteria.optimizers=[sgd]")
     assert ok["passed"] is True, ok["failed"]
-    bad = _verdict(compose, tmp_path / "bad", *FINETUNE_CI, "claim.criteria.optimizers=[sgd]",
+    bad = _verdict(compose, tmp_path / "bad", *FINETUNE_CI, "+claim.criteria.optimizers=[sgd]",
                    "optimizer.lr=0.1")
     assert bad["passed"] is False and any("sgd_function_gap" in f for f in bad["failed"])
 
 
-FINETUNE_ADAM_CI = (*FINETUNE_CI, "claim.criteria.optimizers=[adam]", "ntk.finetune.pretrain_steps=500")
+FINETUNE_ADAM_CI = (*FINETUNE_CI, "+claim.criteria.optimizers=[adam]", "ntk.finetune.pretrain_steps=500")
 
 
 @pytest.mark.slow

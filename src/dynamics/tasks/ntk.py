@@ -1,16 +1,16 @@
 """Task ``ntk``: the kernel view of fine-tuning (Malladi, Wettig, Yu, Chen, Arora, ICML 2023) on mnist1d.
 
 A model is pre-trained on the source classes, then fine-tuned on a k-shot target task (the target classes
-mapped onto the same output logits, like label words) with full-batch GD (step ``optimizer.lr``) and with
-Adam (step ``ntk.finetune.adam_lr``), on MSE to one-hot targets. Each fine-tuned model is compared with
-kernel solutions around the pre-trained θ₀: the eNTK with kernel gradient descent for the same number of
-steps (GD's own), least-squares regression with the asymmetric SignGD kernel (Adam's own), and, as
-Adam's baseline, the same regression with the eNTK. Reported per (k, optimizer), on the test set:
-accuracies, agreement of predicted classes, the function gap ‖f_FT − f_kernel‖ / ‖f_FT − f₀‖ (so f₀
-itself has gap 1) for each kernel solution, the relative kernel change ‖K(θ_T) − K(θ₀)‖_F / ‖K(θ₀)‖_F
-(training set), and the linearization gap ‖f(θ_T) − f_lin(θ_T)‖ / ‖f(θ_T) − f(θ₀)‖. Metrics rows are
-the fine-tuning steps (``loss``: the GD run of the first k; ``loss_{sgd|adam}_k{k}`` for every run).
-Claim ``ntk_finetune`` (``dynamics.claims.ntk``).
+mapped onto the same output logits, like label words), and compared on the test set with kernel dynamics
+around the pre-trained θ₀:
+- **GD half**: full-batch GD (step ``optimizer.lr``, ``train.steps`` steps, MSE to one-hot targets, all
+  logits) vs kernel GD with the eNTK for the same steps;
+- **Adam half** (``tasks/ntk_adam.py``): per-example Adam in the A-SignGD kernel's regime on a binary
+  sub-task vs that kernel's sign dynamics, with the eNTK in the same dynamics as the baseline.
+Reported per (k, optimizer): accuracies, agreement, the function gap ‖f_FT − f_kernel‖ / ‖f_FT − f₀‖ (so
+f₀ itself has gap 1), kernel change and movement (GD also its linearization gap). Metrics rows are the
+fine-tuning steps (``loss``: the GD run of the first k; ``loss_{sgd|adam}_k{k}``). Claim
+``ntk_finetune`` (``dynamics.claims.ntk``).
 """
 
 import dataclasses

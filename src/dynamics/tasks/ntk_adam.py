@@ -79,6 +79,14 @@ def _order(key, n: int, epochs: int):
     return jnp.concatenate([jax.random.permutation(jax.random.fold_in(key, e), n) for e in range(epochs)])
 
 
+def _kernels(j_tr, j_te):
+    """From scalar-output Jacobians (N, P), (M, P): A-SignGD (sign on the training point), eNTK and the
+    wrong-order ⟨sign ∇f(x), ∇f(x_j)⟩, each as (train, test) blocks K(·, x_j)."""
+    sign_tr = jnp.sign(j_tr)
+    return (j_tr @ sign_tr.T, j_te @ sign_tr.T, j_tr @ j_tr.T, j_te @ j_tr.T,
+            sign_tr @ j_tr.T, jnp.sign(j_te) @ j_tr.T)
+
+
 def adam_vs_sign_kernel(cfg, apply_fn, params0, x_tr, y_tr, x_te, y_te, key) -> tuple[dict, np.ndarray]:
     """Fine-tune the binary sub-task with per-example Adam and compare with the A-SignGD and eNTK
     kernel analogs. ``y_tr`` / ``y_te`` are target labels (logit indices); only the two classes of
@@ -93,10 +101,7 @@ def adam_vs_sign_kernel(cfg, apply_fn, params0, x_tr, y_tr, x_te, y_te, key) -> 
     order = _order(key, len(y_tr), n.adam_epochs)
 
     jac = jax.jit(lambda p, x: flat_jacobian(f, p, x)[:, 0])
-    j_tr, j_te = jac(params0, x_tr), jac(params0, x_te)
-    sign_tr = jnp.sign(j_tr)
-    ka_tr, ka_te = j_tr @ sign_tr.T, j_te @ sign_tr.T  # A-SignGD: sign on the training point
-    k_tr, k_te = j_tr @ j_tr.T, j_te @ j_tr.T  # eNTK
+    ka_tr, ka_te, k_tr, k_te, kf_tr, kf_te = _kernels(jac(params0, x_tr), jac(params0, x_te))
     f0_tr, f0_te = f(params0, x_tr)[:, 0], f(params0, x_te)[:, 0]
 
     tx = optax.adam(n.adam_lr, b1=n.adam_b1, b2=n.adam_b2, eps=n.adam_eps)
@@ -106,7 +111,7 @@ def adam_vs_sign_kernel(cfg, apply_fn, params0, x_tr, y_tr, x_te, y_te, key) -> 
 
     dynamics = jax.jit(sign_kernel_dynamics)
     ka_fit = dynamics(ka_tr, ka_te, f0_tr, f0_te, y_tr, order, n.adam_lr)
-    flipped = dynamics(jnp.sign(j_tr) @ j_tr.T, jnp.sign(j_te) @ j_tr.T, f0_tr, f0_te, y_tr, order, n.adam_lr)
+    flipped = dynamics(kf_tr, kf_te, f0_tr, f0_te, y_tr, order, n.adam_lr)
     base_rate = n.adam_lr * float(jnp.trace(ka_tr) / jnp.trace(k_tr))
     fits = [dynamics(k_tr, k_te, f0_tr, f0_te, y_tr, order, base_rate * s) for s in ENTK_RATE_GRID]
     best = int(np.argmin([float(jnp.linalg.norm(ft_tr - g[0])) for g in fits]))
