@@ -43,6 +43,7 @@ class CentralFlowConfig:
     eig_max_iters: int = 1000
     stable_min_substeps: int = 4
     stable_max_seff: float = 100.0  # the stable flow freezes above this effective sharpness
+    ablate_sigma: bool = False  # negative control: the "central" process runs with Sigma = 0
 
 
 def validate_central(c: CentralFlowConfig, optimizer_name: str) -> None:

@@ -131,8 +131,7 @@ def central_flow_claim(columns, context, *, window: int = 100, min_steps_after: 
         check("oscillation_variance_ratio", numbers["oscillation_variance_ratio"], "in",
               tuple(variance_band), P),
         check("critical_below_k_max", numbers.get("max_critical"), "<", context.get("k_max", 0), P,
-              note="every tracked eigenvalue at the edge: the edge eigenspace may be larger than the "
-                   "tracked block" if context.get("k_max") else "k_max not given"),
+              note=_saturation_note(numbers.get("max_critical"), context.get("k_max"))),
         check("stable_loss_gap", numbers["stable_loss_gap"], ">", loss_median_tol, P,
               note="control: the stable flow must not track GD"),
         check("stable_final_eff_sharpness", numbers["stable_final_eff_sharpness"], ">=",
@@ -143,3 +142,11 @@ def central_flow_claim(columns, context, *, window: int = 100, min_steps_after: 
 
 def _abs(x):
     return None if x is None else abs(x)
+
+
+def _saturation_note(max_critical, k_max):
+    if not k_max:
+        return "k_max not given"
+    if max_critical is None:
+        return ""
+    return "every tracked eigenvalue at the edge: the edge eigenspace may be larger than the tracked block"

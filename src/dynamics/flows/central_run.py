@@ -62,6 +62,8 @@ class CentralFlowSettings:
         (``stable`` always tracks its top one for its substeps).
       stable_min_substeps, stable_max_seff: the stable flow's adaptive substeps and freeze point.
       warm_start: discrete steps before the processes fork.
+      ablate_sigma: run the "central" process with Σ ≡ 0 (the paper's ablation: the stable flow with
+        the central flow's tracker, ``max(substeps, ⌈2 S_eff⌉)`` substeps); a negative control.
     """
 
     processes: tuple = PROCESSES
@@ -78,6 +80,7 @@ class CentralFlowSettings:
     stable_min_substeps: int = 4
     stable_max_seff: float = 100.0
     warm_start: int = 0
+    ablate_sigma: bool = False
 
 
 class CentralFlowsResult(NamedTuple):
@@ -242,11 +245,12 @@ class _Run:
         k_c = int(np.sum(vals >= min(self.s.sdcp_candidate, self.s.sdcp_threshold)))
         m["n_critical"][t] = int(np.sum(vals >= self.s.sdcp_threshold))
         m["grads/central"][t] = self.s.substeps
-        if k_c == 0:
+        if k_c == 0 or self.s.ablate_sigma:
             m["loss/central"][t] = m["predicted_loss"][t] = float(self.fns.loss_grad(w, self.data)[0])
             m["sigma_trace"][t] = m["third/central"][t] = 0.0
-            self.w["central"], self.fs["central"] = self.fns.stable(self.opt, w, fstate, self.data,
-                                                                    self.s.substeps)
+            n_sub = max(self.s.substeps, math.ceil(2 * float(vals[0]))) if self.s.ablate_sigma \
+                else self.s.substeps
+            self.w["central"], self.fs["central"] = self.fns.stable(self.opt, w, fstate, self.data, n_sub)
             return
         w_ref = self.prev if self.prev is not None and "discrete" in self.w else w
         w_new, fs_new, V, info = self.fns.central(self.opt, w, fstate, res.vectors, res.values,

@@ -13,6 +13,7 @@ the distances. The claim is ``claim.name`` (``central_flow``); the figure is ``f
 
 import dataclasses
 import functools
+import json
 
 import jax
 import numpy as np
@@ -32,15 +33,11 @@ from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 
 
-def _hashable(v):
-    return tuple(v) if isinstance(v, list) else v
-
-
 @functools.lru_cache(maxsize=8)
-def _loss_fn(model_name, input_shape, out_dim, options, loss_name):
-    """``loss(params, (x, y))``, one function object per model so that seeds share compilations."""
-    model = build_model(model_name, input_shape, out_dim, **{k: list(v) if isinstance(v, tuple) else v
-                                                              for k, v in options})
+def _loss_fn(model_name, input_shape, out_dim, options_json, loss_name):
+    """``loss(params, (x, y))``, one function object per model so that seeds share compilations
+    (the model options as sorted JSON: hashable, lists and dicts included)."""
+    model = build_model(model_name, input_shape, out_dim, **json.loads(options_json))
     loss = LOSSES.get(loss_name)
     return model, (lambda params, data: loss(model.apply(params, data[0]), data[1]))
 
@@ -51,8 +48,8 @@ def build(cfg: Config, dtype):
     data_options = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k not in ("name", "seed")}
     data_key = streams["data"] if cfg.data.seed is None else rng_streams(cfg.data.seed)["data"]
     ds = build_dataset(cfg.data.name, data_key, dtype=dtype, **data_options)
-    options = tuple(sorted((k, _hashable(v)) for k, v in dataclasses.asdict(cfg.model).items()
-                           if k != "name"))
+    options = json.dumps({k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "name"},
+                         sort_keys=True)
     model, loss_fn = _loss_fn(cfg.model.name, ds.input_shape, ds.out_dim, options, cfg.train.loss)
     params = jax.tree.map(lambda p: p.astype(dtype), model.init(streams["init"]))
     o = cfg.optimizer
@@ -104,7 +101,8 @@ def settings_of(cfg: Config, warm_start: int) -> CentralFlowSettings:
                                k_init=c.k_init, k_max=c.k_max, eig_method=c.eig_method, eig_tol=c.eig_tol,
                                eig_max_iters=c.eig_max_iters, eig_processes=eig,
                                stable_min_substeps=c.stable_min_substeps,
-                               stable_max_seff=c.stable_max_seff, warm_start=warm_start)
+                               stable_max_seff=c.stable_max_seff, warm_start=warm_start,
+                               ablate_sigma=c.ablate_sigma)
 
 
 def rows_of(m: dict, procs, warm: int) -> list[dict]:
