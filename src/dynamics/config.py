@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from dynamics.config_central import CentralFlowConfig
 from dynamics.config_implicit_bias import ImplicitBiasConfig
+from dynamics.config_logger import LoggerConfig
 from dynamics.config_ntk import NTKConfig
 from dynamics.config_sde import SDEConfig
 
@@ -26,6 +27,8 @@ class ModelConfig:
     init: str = "torch"  # torch | lecun | he | xavier
     use_bias: bool = True
     output_scale: float = 1.0  # scale_invariant_mlp: fixed multiplier of the normalized logits
+    target: Optional[str] = None  # model.name=target: '<module>:<callable>' returning your model
+    kwargs: dict = field(default_factory=dict)  # model.name=target: the callable's arguments
 
 
 @dataclass
@@ -60,6 +63,10 @@ class OptimizerConfig:
     # further arguments under their optax names (optimizer.args.b1=0.95, optimizer.args.nesterov=true);
     # numeric ones are traced. The only way to set an optax alias's own arguments (optimizer.name=lion).
     args: dict = field(default_factory=dict)
+    # optimizer.name=target: '<module>:<callable>' returning an optax GradientTransformation, called
+    # with optimizer.kwargs (numeric ones traced) and learning_rate=optimizer.lr if it takes one
+    target: Optional[str] = None
+    kwargs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +121,17 @@ class TraceProbeConfig:
 
 
 @dataclass
+class BatchSharpnessProbeConfig:
+    """``probes.batch_sharpness.*``: E_B[g_BᵀH_Bg_B/‖g_B‖²] over ``num_batches`` minibatches, with its
+    standard error (``batch_sharpness``, ``batch_sharpness_se``)."""
+
+    every: int = 0
+    num_batches: int = 64
+    batch_size: Optional[int] = None  # None: the training batch size (train.batch_size)
+    chunk: Optional[int] = None  # batches processed together (None: all at once)
+
+
+@dataclass
 class EvalProbeConfig:
     """``probes.eval.*``: test loss/accuracy every ``every`` steps (0: off)."""
 
@@ -132,6 +150,7 @@ class ProbesConfig:
     spherical_sharpness: SphericalSharpnessProbeConfig = field(
         default_factory=SphericalSharpnessProbeConfig)
     trace: TraceProbeConfig = field(default_factory=TraceProbeConfig)
+    batch_sharpness: BatchSharpnessProbeConfig = field(default_factory=BatchSharpnessProbeConfig)
     eval: EvalProbeConfig = field(default_factory=EvalProbeConfig)
 
 
@@ -241,6 +260,7 @@ class Config:
     sde: SDEConfig = field(default_factory=SDEConfig)
     central: CentralFlowConfig = field(default_factory=CentralFlowConfig)
     eos_optimizers: EosOptimizersConfig = field(default_factory=EosOptimizersConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # wandb, tensorboard, mlflow
 
 
 __all__ = ["ClaimConfig", "Config", "OptimizerConfig", "VmapConfig"]

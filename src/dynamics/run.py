@@ -5,6 +5,10 @@ runs the task named by ``task:`` in Hydra's output directory, and keeps the run 
 ``summary.json`` true at every moment: ``running`` before the first step, then ``finished``,
 ``diverged``, ``failed`` or ``interrupted`` (SIGINT / SIGTERM, with the step reached).
 
+``python -m dynamics.run --list`` (or the ``dynamics --list`` console script) lists the experiments
+with their claims. JAX's persistent compilation cache is on by default (``DYNAMICS_COMPILE_CACHE=0``
+turns it off; see ``compile_cache_dir``).
+
 Exit codes: 0 finished or diverged (a diverging run is a result; a sweep goes on); 1 a failed run (or
 a multirun with a failed point), or an OS error (one line naming the path); 2 bad input: a config
 error, an unknown key, a compose error, a run directory in use; 130 / 143 interrupted by SIGINT /
@@ -17,6 +21,7 @@ import datetime
 import importlib.util
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -38,10 +43,20 @@ from dynamics.config import Config
 from dynamics.validation import check_keys, validate
 from dynamics.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-if not CONF_DIR.is_dir():
-    raise RuntimeError(f"config directory {CONF_DIR} not found: install dynamics from its source tree "
-                       "with `pip install -e .` so conf/ sits beside src/")
+
+
+def _conf_dir() -> Path:
+    """The config directory: the source tree's ``conf/`` (beside ``src/``, an editable install), else
+    the copy a wheel ships as package data (``dynamics/conf``, see setup.py)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"config directory not found (neither {here.parents[1] / 'conf'} nor {here / 'conf'}): "
+                       "reinstall dynamics (`pip install .` ships conf/ inside the package)")
+
+
+CONF_DIR = _conf_dir()
 
 ConfigStore.instance().store(name="schema", node=Config)  # conf/config.yaml's defaults name it first
 # ${run_id:}: a short random suffix, the same for every use within one composed config (cached), so
@@ -84,16 +99,19 @@ def run(cfg, out_dir: str | Path, *, record_config_errors: bool = False) -> dict
     ``Terminated``) after writing an ``interrupted`` summary.
     """
     from dynamics.io import RunDir, lock_run_dir
+    from dynamics.loggers import attached, check_loggers
 
     try:
         validate(cfg)
+        check_loggers(cfg.logger)  # an unknown logger, or one whose package is missing
     except ConfigError as err:
         if record_config_errors:
             RunDir(out_dir).write_summary({"status": "failed", "error": str(err), "name": cfg.name})
         raise
     lock = lock_run_dir(out_dir)
     try:
-        return _run_locked(cfg, Path(out_dir))
+        with attached(cfg, out_dir):  # logger.names: wandb, tensorboard, mlflow (dynamics.loggers)
+            return _run_locked(cfg, Path(out_dir))
     finally:
         lock.close()
 
@@ -194,6 +212,8 @@ def _main(dict_cfg: DictConfig) -> str | None:
     _entered = True
     from dynamics.io import RunDirInUse
 
+    enable_compile_cache()  # again in a launcher's worker process (joblib, submitit), which skips main()
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     out_dir = hydra_cfg.runtime.output_dir
@@ -227,7 +247,7 @@ def _main(dict_cfg: DictConfig) -> str | None:
 
 # Free mappings (typed ``dict`` in the schema): their keys are set on the command line without Hydra's
 # ``+`` (``optimizer.args.b1=0.95``); ``main`` rewrites such an override to ``++`` (add or override).
-FREE_MAPPINGS = ("optimizer.args.", "vmap.args.", "claim.criteria.")
+FREE_MAPPINGS = ("optimizer.args.", "optimizer.kwargs.", "model.kwargs.", "vmap.args.", "claim.criteria.")
 
 
 def _free_mapping_overrides(argv: list[str]) -> list[str]:
@@ -262,14 +282,89 @@ def _one_line(err: BaseException) -> str:
     return first
 
 
+# JAX's persistent compilation cache (on by default for the command line): unset, 1 or true: the user
+# cache directory; 0, false or off: no cache; anything else: that directory. A JAX_COMPILATION_CACHE_DIR
+# set by the user wins (JAX reads it itself). Compiled programs are keyed by their HLO, the compile options
+# and the jax/jaxlib versions, so the cache never changes results; it only skips recompiling.
+COMPILE_CACHE_ENV = "DYNAMICS_COMPILE_CACHE"
+
+
+def compile_cache_dir() -> Path | None:
+    """The persistent compilation cache's directory ``DYNAMICS_COMPILE_CACHE`` asks for (None: off);
+    by default ``$XDG_CACHE_HOME/dynamics/jax`` (``~/.cache/dynamics/jax``)."""
+    value = os.environ.get(COMPILE_CACHE_ENV, "1").strip()
+    if value.lower() in ("0", "false", "off", "no"):
+        return None
+    if value.lower() in ("", "1", "true", "on", "yes"):
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dynamics" / "jax"
+    return Path(value).expanduser()
+
+
+def enable_compile_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache in ``compile_cache_dir()`` for every program, however
+    quick to compile (a run compiles dozens of small ones); return the directory, or None when off. Must
+    run before the first compilation."""
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    path = compile_cache_dir()
+    if path is None:
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def experiments(conf_dir: Path | None = None) -> dict[str, str]:
+    """``{name: claim}`` for each ``conf/exp/NAME.yaml``: the first sentence of its header comment (the
+    comment lines at the top, after ``# @package``), read as text without composing the config."""
+    found = {}
+    for path in sorted(Path(conf_dir or CONF_DIR).glob("exp/*.yaml")):
+        lines = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                break
+            text = line.lstrip("#").strip()
+            if not text.startswith("@package"):
+                lines.append(text)
+        header = " ".join(part for part in lines if part)
+        # the first sentence: up to a full stop followed by a capital (not "et al. 2021", "s.t. Zx")
+        found[path.stem] = re.split(r"(?<=[.!?])(?<!s\.t\.)(?<!e\.g\.)(?<!i\.e\.)\s+(?=[A-Z])",
+                                    header, maxsplit=1)[0]
+    return found
+
+
+def _print_experiments() -> None:
+    import shutil
+
+    names = experiments()
+    width = max(map(len, names), default=0)
+    # on a terminal each claim is cut to the window's width; piped, it is printed whole
+    columns = shutil.get_terminal_size((0, 0)).columns if sys.stdout.isatty() else 0
+    print(f"{len(names)} experiments (python -m dynamics.run +exp=NAME, or dynamics +exp=NAME):")
+    for name, claim in names.items():
+        room = columns - width - 4
+        if columns and 10 < room < len(claim):
+            claim = claim[:room - 1].rstrip() + "…"
+        print(f"  {name:<{width}}  {claim}")
+
+
 def main() -> None:
     """The command line: Hydra's entry point with the exit codes of this module's docstring.
+
+    ``--list`` prints the experiments (``conf/exp/*.yaml``) with their one-line claims. JAX's persistent
+    compilation cache is on (``DYNAMICS_COMPILE_CACHE``, see ``compile_cache_dir``).
 
     Hydra is asked to raise its errors (``HYDRA_FULL_ERROR=1``) so that they are reported here: a
     compose or override error as one line (Hydra's message and its cause) with exit 2, an OS error (Hydra creating the output
     directory on a read-only or full disk) as one line with exit 1. Set ``HYDRA_FULL_ERROR=1`` yourself
     for the full traceback.
     """
+    if sys.argv[1:] and sys.argv[1] in ("--list", "-l", "--list-experiments"):
+        _print_experiments()
+        return
     hint = _launcher_hint(sys.argv[1:])
     if hint:
         print(hint, file=sys.stderr)
@@ -277,6 +372,7 @@ def main() -> None:
     sys.argv[1:] = _free_mapping_overrides(sys.argv[1:])
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    enable_compile_cache()
     try:
         _main()
     except Exception as err:

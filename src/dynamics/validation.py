@@ -31,6 +31,7 @@ def validate(cfg: Config) -> None:
     KERNEL_INITS.get(cfg.model.init)
     DATASETS.get(cfg.data.name)
     check_optimizer(cfg.optimizer.name, cfg.optimizer.args)
+    _check_targets(cfg)
     LOSSES.get(cfg.train.loss)
     BATCH_SAMPLERS.get(cfg.train.sampling)
     check_criteria(cfg.claim.name, cfg.claim.criteria)
@@ -119,6 +120,28 @@ def _validate_vmap(o: OptimizerConfig, swept: dict[str, list]) -> None:
                                   f"allowed {allowed} for each value") from None
 
 
+def _check_targets(cfg: Config) -> None:
+    """Your own components: the optimizer target is imported and built (an optax transformation), the
+    model target imported (what it returns is checked when the model is built, once the data's shape is
+    known), an npz data set read."""
+    from dynamics.optim.registry import TARGET, build_target
+    from dynamics.targets import load_target
+
+    if cfg.optimizer.name == TARGET:
+        build_target(cfg.optimizer.target, cfg.optimizer.lr,
+                     {**cfg.optimizer.args, **cfg.optimizer.kwargs})
+    if cfg.model.name == "target":
+        load_target(cfg.model.target, "model.target")
+    if cfg.data.name == "npz":
+        from dynamics.data.files import read_npz
+
+        arrays = read_npz(cfg.data.path)
+        for key, split in (("n_train", "x_train"), ("n_test", "x_test")):
+            value, have = getattr(cfg.data, key), len(arrays[split])
+            check(value is None or value <= have, f"data.{key}", value,
+                  f"null (all) or 1..{have} (the {split} array of data.path)")
+
+
 def _check_claim_probe(cfg: Config) -> None:
     """The probe a train-task claim reads must be on (a claim with no known threshold reads none)."""
     from dynamics.claims.eos import required_probe
@@ -127,6 +150,12 @@ def _check_claim_probe(cfg: Config) -> None:
     if probe is not None:  # (the train task switches it on like probes.sharpness when that one is on)
         every = max(getattr(cfg.probes, probe).every, cfg.probes.sharpness.every)
         check(every > 0, f"probes.{probe}.every", getattr(cfg.probes, probe).every,
+              f"a positive multiple of train.chunk: claim {cfg.claim.name!r} reads {probe}")
+    from dynamics.claims.eos_sgd import REQUIRED_PROBES
+
+    for probe in REQUIRED_PROBES.get(cfg.claim.name, ()):  # claims that read several probes
+        check(getattr(cfg.probes, probe).every > 0, f"probes.{probe}.every",
+              getattr(cfg.probes, probe).every,
               f"a positive multiple of train.chunk: claim {cfg.claim.name!r} reads {probe}")
 
 
@@ -233,7 +262,8 @@ def _validate_probe(name: str, probe, chunk: int) -> None:
         if hasattr(probe, option):
             value = getattr(probe, option)
             check(value in allowed, f"{key}.{option}", value, " | ".join(allowed))
-    for option in ("tol", "max_iters", "k", "num_samples", "n_examples"):
+    for option in ("tol", "max_iters", "k", "num_samples", "n_examples", "num_batches", "batch_size",
+                   "chunk"):
         value = getattr(probe, option, None)
         check(value is None or value > 0, f"{key}.{option}", value, "a number > 0")
     if getattr(probe, "loss", None) is not None:

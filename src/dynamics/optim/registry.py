@@ -59,15 +59,47 @@ def _house_extra_args(name: str, args: dict) -> dict:
     return dict(args)
 
 
+TARGET = "target"  # optimizer.name=target: your own optax transformation from optimizer.target
+
+
+def _target_factory(target: str | None):
+    from dynamics.targets import load_target
+
+    return load_target(target, "optimizer.target")
+
+
+def build_target(target: str | None, lr, kwargs: dict) -> optax.GradientTransformation:
+    """``optimizer.target`` called with ``optimizer.kwargs`` (and ``learning_rate=optimizer.lr`` if it
+    takes one) under ``optax.inject_hyperparams``: numeric kwargs are traced. One-line ``ConfigError``
+    when the result is not an optax ``GradientTransformation``."""
+    factory = _target_factory(target)
+    kwargs = dict(kwargs or {})
+    if "learning_rate" in inspect.signature(factory).parameters and "learning_rate" not in kwargs:
+        kwargs["learning_rate"] = lr
+    static = tuple(k for k, v in kwargs.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float)))
+    try:
+        plain = factory(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"optimizer.target={target!r} is invalid: calling it with optimizer.kwargs="
+                          f"{kwargs} failed ({err})") from None
+    if not isinstance(plain, optax.GradientTransformation):
+        raise ConfigError(f"optimizer.target={target!r} is invalid: it returned "
+                          f"{type(plain).__name__}; allowed an optax GradientTransformation")
+    return optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+
+
 def is_known(name: str) -> bool:
     """Whether ``optimizer.name`` is a house optimizer or an optax alias the trainer can run."""
-    return name in OPTIMIZERS or name in alias_names()
+    return name in OPTIMIZERS or name in alias_names() or name == TARGET
 
 
 def check_optimizer(name: str, args: dict | None = None) -> None:
     """Fail in one line for an unknown name, an unsupported alias or an unknown ``optimizer.args`` key
     (cheap: no optimizer is built)."""
     args = dict(args or {})
+    if name == TARGET:
+        return  # checked by build_target (validation calls it: the target is imported and called)
     if name in OPTIMIZERS:
         _house_extra_args(name, args)
         return
@@ -87,6 +119,11 @@ def hyperparams_of(name: str, config: dict) -> dict:
     """The optimizer's hyperparameters under their optax names, read from a config mapping by key
     (``lr``, ``momentum``, ... and the free ``args``): numbers as floats, flags as given."""
     args = dict(config.get("args") or {})
+    if name == TARGET:
+        args = {**args, **(config.get("kwargs") or {})}
+        if "learning_rate" in inspect.signature(_target_factory(config.get("target"))).parameters:
+            args.setdefault("learning_rate", config["lr"])
+        return {k: _plain(v) for k, v in args.items()}
     if name in OPTIMIZERS:
         spec = OPTIMIZERS.get(name)
         out = {arg: float(config[key]) for arg, key in spec.hparams.items()}
@@ -117,6 +154,9 @@ def build_optimizer(name: str, /, **config) -> optax.GradientTransformationExtra
     """
     args = dict(config.get("args") or {})
     check_optimizer(name, args)
+    if name == TARGET:
+        return build_target(config.get("target"), config.get("lr"),
+                            {**args, **(config.get("kwargs") or {})})
     if name not in OPTIMIZERS:
         return build_alias(name, config.get("lr"), **args)
     spec = OPTIMIZERS.get(name)
@@ -136,4 +176,4 @@ def build_optimizer(name: str, /, **config) -> optax.GradientTransformationExtra
 def extra_update_args(name: str) -> tuple[str, ...]:
     """The keyword arguments optimizer ``name``'s update needs besides grads, state and params
     (``value``, ``grad``, ``value_fn``, ``obj_fn``; empty for house optimizers)."""
-    return () if name in OPTIMIZERS else get_alias(name).extra_args
+    return () if name in OPTIMIZERS or name == TARGET else get_alias(name).extra_args
