@@ -1,12 +1,32 @@
 """Figures of one run from its logged rows (plain lists; no JAX)."""
 
+import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# Files only, no windows: the Agg backend for every figure of a run (also the tasks' own, which import
+# pyplot themselves), unless the user chose a backend.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+class _Pyplot:
+    """``matplotlib.pyplot`` (Agg backend), imported at the first drawing call rather than at import:
+    importing matplotlib costs about 0.4 s that a run (or ``import dynamics.tasks``) need not pay
+    before it draws. The first attribute looked up replaces this stand-in by pyplot itself."""
+
+    def __getattr__(self, name):
+        global plt
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        plt = matplotlib.pyplot
+        return getattr(plt, name)
+
+
+plt = _Pyplot()
 
 # Curvature metrics drawn when a run logged them: metric -> (file name, axis label).
 CURVES = {

@@ -26,8 +26,13 @@ from pathlib import Path
 import yaml
 
 # What a run writes into its directory (moved to previous/<time>/ when a new run starts there).
-RUN_OUTPUTS = ("summary.json", "metrics.jsonl", "figures", "checkpoints", "points", "seeds")
+RUN_OUTPUTS = ("summary.json", "metrics.jsonl", "figures", "checkpoints", "points", "seeds",
+               "wandb", "tensorboard", "mlruns")  # the last three: the loggers' (dynamics.loggers)
 LOCK = ".lock"
+# Observers of what every RunDir writes: objects with ``rows(path, rows)`` and ``summary(path, summary,
+# final)``, called after metrics.jsonl / summary.json are written. ``dynamics.run`` attaches the run's
+# loggers (``dynamics.loggers``) here for the run's duration.
+OBSERVERS: list = []
 
 
 class RunDirInUse(RuntimeError):
@@ -161,6 +166,8 @@ class RunDir:
             self._metrics.write(json.dumps(row) + "\n")
             self.rows.append(row)
         self._metrics.flush()
+        for observer in OBSERVERS:
+            observer.rows(self.path, self.rows[len(self.rows) - len(rows):])
 
     def write_config(self, config: dict) -> Path:
         """Write ``.hydra/config.yaml`` for a run that Hydra did not launch (a vmapped sweep point)."""
@@ -181,6 +188,8 @@ class RunDir:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
+        for observer in OBSERVERS:
+            observer.summary(self.path, _clean(summary), final)
         return path
 
     def columns(self) -> dict[str, list]:
