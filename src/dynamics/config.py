@@ -234,6 +234,7 @@ class EosOptimizersConfig:
 
     runs: dict = field(default_factory=dict)
     every: int = 10
+    only: Optional[list[str]] = None  # run these labels of runs only (null: all)
 
 
 @dataclass

@@ -66,6 +66,13 @@ def optimizer_config(cfg: Config, label: str, spec: dict) -> Config:
 def optimizer_configs(cfg: Config) -> dict[str, Config]:
     """Every entry's config; fails when there is none."""
     runs = cfg.eos_optimizers.runs or {}
+    only = cfg.eos_optimizers.only
+    if only is not None:
+        unknown = [label for label in only if label not in runs]
+        if unknown:
+            raise ConfigError(f"eos_optimizers.only={list(only)} is invalid: {unknown[0]!r} is not an "
+                              f"entry of eos_optimizers.runs: allowed {', '.join(runs)}")
+        runs = {label: runs[label] for label in only}
     if not runs:
         raise ConfigError("eos_optimizers.runs={} is invalid: allowed a mapping label -> "
                           "{optimizer: {...}, probe: {...}, criteria: {...}} with at least one entry")
