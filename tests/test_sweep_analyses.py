@@ -121,12 +121,12 @@ def test_seed_rows_counts_diverged_failed_and_absent_seeds(tmp_path):
 
     from dynamics.tasks.sde_sweep import complete_seeds, missing_runs, seed_rows
 
-    point = tmp_path / "points" / "a" / "points" / "0"
+    point = tmp_path / "points" / "a"
     point.mkdir(parents=True)
-    (point / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
-    summary = {"status": "finished", "vmap_points": [
-        {"dir": "points/0", "seed": 0, "status": "finished"},
-        {"dir": "points/1", "seed": 1, "status": "diverged"}]}
+    (point / "metrics.jsonl").write_text(json.dumps({"seed": 0, "step": 0, "loss": 1.0}) + "\n"
+                                         + json.dumps({"seed": 1, "step": 0, "loss": 2.0}) + "\n")
+    summary = {"status": "finished", "seeds": [{"seed": 0, "status": "finished"},
+                                               {"seed": 1, "status": "diverged"}]}
     run_dir = SimpleNamespace(path=tmp_path)
     points = {"a": seed_rows(run_dir, "a", summary, [0, 1, 2]),
               "b": seed_rows(run_dir, "b", {"status": "failed", "error": "boom"}, [0, 1, 2])}
@@ -142,7 +142,13 @@ def test_svag_one_command_runs_every_rung(tiny, tmp_path):
                "sde.svag.others=null")
     summary = run(cfg, tmp_path)
     assert set(summary["points"]) == {"adam_l1", "adam_l2", "adam_l4"}
-    assert (tmp_path / "points" / "adam_l4" / "points" / "2" / "metrics.jsonl").exists()
+    rows = [json.loads(line) for line in
+            (tmp_path / "points" / "adam_l4" / "metrics.jsonl").read_text().splitlines()]
+    # rung 4 (16x the steps) keeps the rows at the times of rung 1's steps: 0, 16, ..., 160
+    assert sorted({r["step"] for r in rows if r["seed"] == 2}) == list(range(0, 161, 16))
+    point = json.loads((tmp_path / "points" / "adam_l4" / "summary.json").read_text())
+    assert [e["seed"] for e in point["seeds"]] == [0, 1, 2]
+    assert len(point["seeds"][2]["window_loss"]) == 10 and point["hparams"]["steps"] == 160
     v = summary["verdict"]
     assert "adam_rate_t" in v["checks"] and v["checks"]["adam_missing_runs"]["value"] == 0
     assert v["adam"]["n_seeds"] == 3 and len(v["adam"]["pairs"]) == 2
@@ -165,6 +171,39 @@ def test_sqrt_scaling_one_command_fails_without_its_controls(tiny, tmp_path):
     assert "missing the SGD baseline" in v["failed"]
     assert v["checks"]["adam_sqrt_gap_k0.25"]["value"] is not None
     # the applied hyperparameters reach the points: batch 16 and 4x the steps at kappa = 1/4
-    point = json.loads((tmp_path / "points" / "adam_sqrt_k0.25" / "points" / "0" /
-                        "summary.json").read_text())
+    point = json.loads((tmp_path / "points" / "adam_sqrt_k0.25" / "summary.json").read_text())
     assert point["hparams"]["batch_size"] == 16 and point["hparams"]["steps"] == 80
+
+
+def test_sweep_point_reproduces_the_vmapped_train_task(tiny, tmp_path):
+    """A point of the SDE sweeps (built once, every seed's state from its own streams, rows thinned,
+    batch losses windowed as they come) gives each seed exactly what ``run_vmapped`` of the train task
+    gives it: the same kept rows and the same window means of every step's batch loss."""
+    import dataclasses
+
+    from dynamics.io import RunDir
+    from dynamics.io.load import read_metrics
+    from dynamics.tasks.sde_sweep import point_config, run_point
+    from dynamics.tasks.sweep import run_vmapped
+
+    cfg = tiny("svag", "train.steps=10", "probes.eval.every=5")
+    cfg = point_config(cfg, "p", [3, 4], oracle=dataclasses.replace(cfg.oracle, name="svag",
+                                                                     svag_l=2.0))
+    cfg = dataclasses.replace(cfg, probes=dataclasses.replace(
+        cfg.probes, eval=dataclasses.replace(cfg.probes.eval, every=20)))  # rung 2: 40 steps
+    dirs = RunDir(tmp_path / "lean"), RunDir(tmp_path / "full")
+    lean = run_point(cfg, dirs[0], windows=4, keep=4)
+    run_vmapped(cfg, dirs[1])
+    for d in dirs:
+        d.close()
+    for i, entry in enumerate(lean["seeds"]):
+        full = read_metrics(tmp_path / "full" / "points" / str(i))
+        kept = [r for r in read_metrics(tmp_path / "lean") if r.pop("seed") == entry["seed"]]
+        assert [r["step"] for r in kept] == list(range(0, 41, 4))
+        by_step = {r["step"]: r for r in full}
+        for r in kept:
+            assert r == pytest.approx(by_step[r["step"]], rel=1e-6)
+        losses = np.array([by_step[t]["loss"] for t in range(40)]).reshape(4, 10).mean(1)
+        assert entry["window_loss"] == pytest.approx(losses, rel=1e-6)
+        assert kept[5]["test_loss"] is not None and kept[-1]["time"] == pytest.approx(40 * lean[
+            "hparams"]["lr"] ** 2)

@@ -77,7 +77,7 @@ class SVAGConfig:
     """
 
     ls: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])  # the ladder: 1, 2, 4, …
-    seeds: int = 48  # seeds per (optimizer, ℓ), vmapped; seed i is the same init at every ℓ
+    seeds: int = 192  # seeds per (optimizer, ℓ), vmapped; seed i is the same init at every ℓ
     others: Optional[dict[str, Any]] = field(default_factory=lambda: {"gd": {"lr": 1.0}})  # null: none
     metric: str = "train_loss"  # the pre-declared primary metric: train_loss | test_loss | test_accuracy
     windows: int = 10  # train loss: batch losses averaged in this many equal windows of continuous time

@@ -4,7 +4,7 @@ r"""Task ``sqrt_scaling``: batch-size scaling rules of the train task in one pro
 Each optimizer (``optimizer.*``, then ``sde.sqrt_scaling.others``) runs a base point (κ = 1, batch B0 =
 ``train.batch_size``) and, for every rule of ``sde.sqrt_scaling.rules`` and κ of ``kappas``, a point at
 batch κ·B0 with 1/κ × the steps (``scaling.rule``, ``scaling.kappa``), each one vmapped program over the
-claim's seeds ``seed, …, seed + seeds − 1`` into ``<run>/points/<name>/``. ``data.seed`` fixes the data,
+claim's seeds ``seed, …, seed + seeds − 1`` into ``<run>/points/<name>/`` (``dynamics.tasks.sde_sweep``). ``data.seed`` fixes the data,
 so the seeds vary the init and the batch draws; every point of a seed shares the base run's init.
 
 Gap of a point to its base, on the mean curves over the seeds finished at every point of the optimizer
@@ -24,9 +24,15 @@ from dynamics.errors import check
 from dynamics.io import RunDir
 from dynamics.plots import plot_training
 from dynamics.tasks.base import TASKS
-from dynamics.tasks.sde_sweep import (complete_seeds, missing_runs, optimizer_configs, point_config,
-                                      run_points, seed_rows)
-from dynamics.tasks.svag import _mean_rows
+from dynamics.tasks.sde_sweep import (
+    complete_seeds,
+    mean_rows,
+    missing_runs,
+    optimizer_configs,
+    point_config,
+    point_statuses,
+    sweep,
+)
 
 log = logging.getLogger("dynamics")
 
@@ -37,15 +43,14 @@ def validate_sqrt_scaling(cfg: Config) -> None:
     check(cfg.probes.eval.every > 0, "probes.eval.every", cfg.probes.eval.every, "> 0")
 
 
-def curves(rows: list[dict], batch: int, windows: int) -> dict:
+def curves(entry: dict, batch: int, windows: int) -> dict:
+    """Eval points by samples seen and the window means of the batch losses (``window_loss``: every
+    step's, in ``windows`` equal windows of the run's steps, i.e. of samples seen)."""
+    rows = entry["rows"]
     last = max(r["step"] for r in rows)
     evals = {r["step"] * batch: r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None}
-    pts = np.array([(r["step"] * batch, r["loss"]) for r in rows
-                    if r.get("loss") is not None and r["step"] < last])
-    edges = np.linspace(0, last * batch, windows + 1)
-    idx = np.clip(np.searchsorted(edges, pts[:, 0], side="right") - 1, 0, windows - 1)
-    window = np.array([pts[idx == i, 1].mean() for i in range(windows)])
-    return {"eval": evals, "window_loss": window, "window_x": 0.5 * (edges[1:] + edges[:-1])}
+    return {"eval": evals, "window_loss": entry["window_loss"],
+            "window_x": (np.arange(windows) + 0.5) * last * batch / windows}
 
 
 def gap(run: dict, base: dict) -> dict:
@@ -65,6 +70,8 @@ def mean_curves(group: list[dict]) -> dict:
 
 
 def scaling_points(cfg: Config, seeds: list[int]) -> dict[str, tuple[str, str, float, Config]]:
+    """name -> (optimizer, rule, κ, config): batch κ·B0 for 1/κ × the steps, eval every
+    ``probes.eval.every``/κ steps (the base's samples seen)."""
     s = cfg.sde.sqrt_scaling
     points = {}
     for name, opt in optimizer_configs(cfg, s.others, "sde.sqrt_scaling.others").items():
@@ -72,8 +79,13 @@ def scaling_points(cfg: Config, seeds: list[int]) -> dict[str, tuple[str, str, f
                                           for k in s.kappas]
         for label, rule, kappa in grid:
             scaling = dataclasses.replace(cfg.scaling, rule=rule, kappa=kappa)
+            every = cfg.probes.eval.every * round(1 / kappa)
+            probes = dataclasses.replace(cfg.probes, eval=dataclasses.replace(cfg.probes.eval,
+                                                                               every=every))
+            train = dataclasses.replace(cfg.train, chunk=every)
             points[f"{name}_{label}"] = (name, rule, kappa, point_config(
-                cfg, f"{name}_{label}", seeds, optimizer=opt, scaling=scaling))
+                cfg, f"{name}_{label}", seeds, optimizer=opt, scaling=scaling, probes=probes,
+                train=train))
     return points
 
 
@@ -86,7 +98,7 @@ def analyze(cfg: Config, run: RunDir, points: dict, by_point: dict) -> tuple[dic
         shared = complete_seeds(by_point, names)
         if len(shared) < 2 or f"{opt}_base" not in names:
             continue
-        cs = {n: [curves(by_point[n][sd]["rows"], points[n][3].train.batch_size *
+        cs = {n: [curves(by_point[n][sd], points[n][3].train.batch_size *
                          (points[n][2] if points[n][1] != "none" else 1.0), s.windows)
                   for sd in shared] for n in names}
         mean.update({n: mean_curves(v) for n, v in cs.items()})
@@ -109,23 +121,23 @@ def run_sqrt_scaling(cfg: Config, run: RunDir) -> dict:
     s = cfg.sde.sqrt_scaling
     seeds = seed_list(cfg.seed, s.seeds)
     points = scaling_points(cfg, seeds)
-    summaries = run_points(run, {n: p[3] for n, p in points.items()})
-    by_point = {n: seed_rows(run, n, summaries[n], seeds) for n in points}
+    configs = {n: p[3] for n, p in points.items()}
+    keep = {n: c.probes.eval.every for n, c in configs.items()}
+    summaries, by_point = sweep(run, configs, seeds, windows=s.windows, keep=keep)
     gaps, floors, mean = analyze(cfg, run, points, by_point)
     context = {"gaps": {o: {r: {k: g["gap"] for k, g in by_k.items()} for r, by_k in by_r.items()}
                         for o, by_r in gaps.items()},
                "kappas": [float(k) for k in s.kappas], "adaptive_rule": s.adaptive_rule,
                "sgd_rule": s.sgd_rule, "missing_runs": missing_runs(by_point), "seed_floor": floors}
     first = next(iter(points))
-    run.log(_mean_rows(by_point[first], seeds))
+    run.log(mean_rows(by_point[first], seeds))
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     plot_training(run.rows, run.figures, title=f"{cfg.name}: {first}, mean over seeds")
     plot_scaling(points, mean, run.figures / "sqrt_scaling.png")
     return {"status": "finished" if run.rows else "failed",
             "hparams": {"lr": cfg.optimizer.lr, "optimizer": cfg.optimizer.name, "seeds": seeds,
                         "batch_size": cfg.train.batch_size, "kappas": list(s.kappas)},
-            "points": {n: {"status": v.get("status"), **({"error": v["error"]} if "error" in v else {})}
-                       for n, v in summaries.items()},
+            "points": point_statuses(summaries),
             "gaps": {o: {r: {f"{k:g}": g for k, g in by_k.items()} for r, by_k in by_r.items()}
                      for o, by_r in gaps.items()},
             "verdict": verdict}

@@ -3,19 +3,18 @@ r"""Task ``svag``: the SVAG ladder of the train task, every point in one process
 Each optimizer (``optimizer.*``, then ``sde.svag.others``) runs at every ℓ of ``sde.svag.ls`` with
 ``oracle.name=svag`` (lr, betas, eps and steps rescaled; ``time`` on every row), one vmapped program over
 the claim's seeds ``seed, …, seed + sde.svag.seeds − 1`` per (optimizer, ℓ), into
-``<run>/points/<optimizer>_l<ℓ>/points/<i>/``. Seed i is the same init at every ℓ (the batches differ),
-so the ladder's statistics are paired over seeds (``dynamics.svag``).
+``<run>/points/<optimizer>_l<ℓ>/`` (``dynamics.tasks.sde_sweep``). Seed i is the same init at every ℓ (the
+batches differ), so the ladder's statistics are paired over seeds (``dynamics.svag``).
 
-Curves are put on the continuous-time axis and compared at matched times: test accuracy and test loss at
-the eval times (those of ℓ = 1 are a subset of every ℓ's), the train loss as the batch losses averaged in
-``sde.svag.windows`` equal windows of continuous time. The claim is judged on the pre-declared metric
-``sde.svag.metric``; the distances of all three metrics are reported. The run's own metrics.jsonl holds
-the seed-mean curve of the first optimizer at ℓ = 1; ``figures/svag.png`` the mean curves of every rung.
+Rung ℓ takes m = ℓ² (adaptive) or ℓ (SGD) times the steps, and measures every m·``probes.eval.every``
+steps: every rung is measured at the same continuous times t_k = k·``probes.eval.every``·dt₁ (k ≥ 1).
+There it records the loss on the whole training set (``full_train_loss``: the metric ``train_loss``), the
+test loss and the test accuracy. The claim is judged on the pre-declared metric ``sde.svag.metric``; the
+distances of all three are reported. The run's own metrics.jsonl holds the seed-mean curve of the first
+optimizer at ℓ = 1; ``figures/svag.png`` the mean curves of every rung.
 
 ``sde.svag.noise=false`` switches the gradient noise off: the training set is cut to one batch drawn
-without replacement, so both SVAG batches are the whole set and g = ∇L exactly. Measured, it is not a
-negative control of the train-loss ladder: every rung drives the train loss to 0, rung ℓ in SDE time
-∝ 1/ℓ, so the curves converge to a degenerate step (experiments/svag/README.md).
+without replacement, so both SVAG batches are the whole set and g = ∇L exactly (experiments/svag/README.md).
 """
 
 import dataclasses
@@ -28,10 +27,17 @@ from dynamics.config import Config
 from dynamics.errors import check
 from dynamics.io import RunDir
 from dynamics.plots import plot_training
-from dynamics.svag import distance
+from dynamics.svag import distance, is_adaptive
 from dynamics.tasks.base import TASKS
-from dynamics.tasks.sde_sweep import (complete_seeds, missing_runs, optimizer_configs, point_config,
-                                      run_points, seed_rows)
+from dynamics.tasks.sde_sweep import (
+    complete_seeds,
+    mean_rows,
+    missing_runs,
+    optimizer_configs,
+    point_config,
+    point_statuses,
+    sweep,
+)
 
 log = logging.getLogger("dynamics")
 METRICS = ("train_loss", "test_accuracy", "test_loss")
@@ -39,32 +45,28 @@ METRICS = ("train_loss", "test_accuracy", "test_loss")
 
 def validate_svag(cfg: Config) -> None:
     """Checks across nodes (each node checks its own keys when the config is built)."""
-    s = cfg.sde.svag
     check(cfg.train.batch_size is not None, "train.batch_size", None, "an integer (SVAG's batch)")
-    check(cfg.probes.eval.every > 0 or s.metric == "train_loss", "probes.eval.every",
-          cfg.probes.eval.every, f"> 0 for sde.svag.metric={s.metric}")
+    check(cfg.probes.eval.every > 0, "probes.eval.every", cfg.probes.eval.every,
+          "> 0 (the rungs are compared at the eval times)")
 
 
-def curves(rows: list[dict], windows: int) -> dict:
-    """Eval points by time (accuracy, loss) and the window means of the batch losses."""
-    evals = {round(r["time"], 12): (r["test_accuracy"], r["test_loss"]) for r in rows
-             if r.get("test_accuracy") is not None}
+def curves(entry: dict, windows: int) -> dict:
+    """Eval points by time t > 0 (t = 0 is the shared init) and the window means of the batch losses
+    (``dynamics.tasks.sde_sweep``: every step's, in ``windows`` equal windows of continuous time)."""
+    rows = entry["rows"]
+    evals = {round(r["time"], 9): {m: r.get(m) for m in METRICS[1:]} for r in rows
+             if r.get("test_loss") is not None and r["time"] > 0}
     t_end = max(r["time"] for r in rows)
-    tt, ll = np.array([(r["time"], r["loss"]) for r in rows
-                       if r.get("loss") is not None and r["time"] < t_end]).T
-    edges = np.linspace(0.0, t_end, windows + 1)
-    idx = np.clip(np.searchsorted(edges, tt, side="right") - 1, 0, windows - 1)
-    window_loss = np.array([ll[idx == i].mean() if np.any(idx == i) else np.nan
-                            for i in range(windows)])
-    return {"eval": evals, "window_loss": window_loss, "window_t": 0.5 * (edges[1:] + edges[:-1])}
+    return {"eval": evals, "window_loss": entry["window_loss"],
+            "window_t": (np.arange(windows) + 0.5) * t_end / windows}
 
 
 def stack(cs: list[dict], metric: str, times: list[float]) -> np.ndarray:
     """(seeds, points) values of ``metric``: the train-loss windows or the eval points at ``times``."""
     if metric == "train_loss":
         return np.array([c["window_loss"] for c in cs])
-    col = 0 if metric == "test_accuracy" else 1
-    return np.array([[c["eval"][t][col] for t in times] for c in cs])
+    return np.array([[np.nan if c["eval"][t][metric] is None else c["eval"][t][metric]
+                      for t in times] for c in cs])
 
 
 def ladder(name: str, ls: list[float], by_point: dict, windows: int) -> dict:
@@ -77,10 +79,10 @@ def ladder(name: str, ls: list[float], by_point: dict, windows: int) -> dict:
            "missing_runs": missing_runs({n: by_point[n] for n in names})}
     if len(seeds) < 3 or present != ls:
         return out
-    cs = {l: [curves(by_point[n][s]["rows"], windows) for s in seeds] for l, n in zip(ls, names)}
+    cs = {l: [curves(by_point[n][s], windows) for s in seeds] for l, n in zip(ls, names)}
     times = sorted(set.intersection(*(set(c["eval"]) for v in cs.values() for c in v)))
+    out["times"], out["window_t"] = times, cs[ls[0]][0]["window_t"]
     out["all"] = {m: {l: stack(cs[l], m, times) for l in ls} for m in METRICS}
-    out["curves"] = cs
     return out
 
 
@@ -92,12 +94,11 @@ def plot_ladders(ladders: dict, path) -> None:
 
     fig, axes = plt.subplots(len(ladders), 2, figsize=(11, 3.3 * len(ladders)), squeeze=False)
     for row, (opt, lad) in enumerate(ladders.items()):
-        for i, (l, cs) in enumerate((lad.get("curves") or {}).items()):
-            axes[row, 0].plot(cs[0]["window_t"], np.mean([c["window_loss"] for c in cs], 0), "o-",
-                              ms=3, color=f"C{i}", label=f"ℓ = {l:g}")
-            ts = sorted(set.intersection(*(set(c["eval"]) for c in cs)))
-            acc = np.mean([[c["eval"][t][0] for t in ts] for c in cs], 0)
-            axes[row, 1].plot(ts, acc, color=f"C{i}", lw=0.8, label=f"ℓ = {l:g}")
+        for i, l in enumerate((lad.get("all") or {}).get("train_loss", {})):
+            for col, (metric, ts) in enumerate((("train_loss", lad["window_t"]),
+                                                ("test_accuracy", lad["times"]))):
+                axes[row, col].plot(ts, np.nanmean(lad["all"][metric][l], 0), "o-", ms=2,
+                                    lw=0.8, color=f"C{i}", label=f"ℓ = {l:g}")
         title = f"{opt} (mean of {len(lad['seeds'])} seeds)"
         axes[row, 0].set(xlabel="continuous time", ylabel="train loss (window mean)", title=title)
         axes[row, 1].set(xlabel="continuous time", ylabel="test accuracy", title=title)
@@ -108,19 +109,26 @@ def plot_ladders(ladders: dict, path) -> None:
     plt.close(fig)
 
 
-def svag_points(cfg: Config, seeds: list[int]) -> dict[str, Config]:
+def svag_points(cfg: Config, seeds: list[int]) -> tuple[dict[str, Config], dict[str, int]]:
+    """(optimizer, ℓ) -> its point (SVAG at ℓ, eval every m·``probes.eval.every`` steps), and its row
+    stride m (ℓ² adaptive, ℓ SGD): every rung keeps rows at the times of ℓ = 1's steps."""
     s = cfg.sde.svag
     data, train = cfg.data, cfg.train
     if not s.noise:  # one batch, drawn without replacement: both SVAG batches are the whole set
         data = dataclasses.replace(cfg.data, n_train=cfg.train.batch_size)
         train = dataclasses.replace(cfg.train, sampling="without_replacement")
-    points = {}
+    points, keep = {}, {}
     for name, opt in optimizer_configs(cfg, s.others, "sde.svag.others").items():
         for l in s.ls:
+            m = round(l**2 if is_adaptive(name) else l)
+            probes = dataclasses.replace(cfg.probes, eval=dataclasses.replace(
+                cfg.probes.eval, every=cfg.probes.eval.every * m))
             oracle = dataclasses.replace(cfg.oracle, name="svag", svag_l=float(l))
-            points[f"{name}_l{l:g}"] = point_config(cfg, f"{name}_l{l:g}", seeds, optimizer=opt,
-                                                    oracle=oracle, data=data, train=train)
-    return points
+            points[f"{name}_l{l:g}"] = point_config(
+                cfg, f"{name}_l{l:g}", seeds, optimizer=opt, oracle=oracle, data=data, probes=probes,
+                train=dataclasses.replace(train, chunk=probes.eval.every))
+            keep[f"{name}_l{l:g}"] = m
+    return points, keep
 
 
 @TASKS.register("svag")
@@ -129,37 +137,23 @@ def run_svag(cfg: Config, run: RunDir) -> dict:
     validate_svag(cfg)
     s = cfg.sde.svag
     seeds = seed_list(cfg.seed, s.seeds)
-    points = svag_points(cfg, seeds)
-    summaries = run_points(run, points)
-    by_point = {n: seed_rows(run, n, summaries[n], seeds) for n in points}
+    points, keep = svag_points(cfg, seeds)
+    summaries, by_point = sweep(run, points, seeds, windows=s.windows, keep=keep)
     ls = [float(v) for v in s.ls]
     names = list(dict.fromkeys(n.rsplit("_l", 1)[0] for n in points))
     ladders = {n: ladder(n, ls, by_point, s.windows) for n in names}
     context = {"metric": s.metric, "ladders": {
-        n: {**{k: v for k, v in lad.items() if k not in ("all", "curves")},
+        n: {**{k: v for k, v in lad.items() if k not in ("all", "times", "window_t")},
             "stacks": (lad.get("all") or {}).get(s.metric, {})} for n, lad in ladders.items()}}
     distances = {n: {m: [distance(a, b) for a, b in zip(list(st.values()), list(st.values())[1:])]
                      for m, st in lad["all"].items()} for n, lad in ladders.items() if "all" in lad}
     first = ladders[names[0]]
-    mean_rows = _mean_rows(by_point[f"{names[0]}_l1"], first["seeds"] or seeds)
-    run.log(mean_rows)
+    rows = mean_rows(by_point[f"{names[0]}_l1"], first["seeds"] or seeds)
+    run.log(rows)
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     plot_training(run.rows, run.figures, title=f"{cfg.name}: {names[0]} ℓ=1, mean over seeds")
     plot_ladders(ladders, run.figures / "svag.png")
-    return {"status": "finished" if mean_rows else "failed",
+    return {"status": "finished" if rows else "failed",
             "hparams": {"lr": cfg.optimizer.lr, "optimizer": cfg.optimizer.name, "ls": ls,
-                        "seeds": seeds, "noise": s.noise},
-            "points": {n: {"status": v.get("status"), **({"error": v["error"]} if "error" in v else {})}
-                       for n, v in summaries.items()},
-            "distances": distances, "verdict": verdict}
-
-
-def _mean_rows(by_seed: dict, seeds: list[int]) -> list[dict]:
-    """The seed-mean loss (and time) per logged step of one point, for the run's own metrics.jsonl."""
-    runs = [by_seed[s]["rows"] for s in seeds if by_seed.get(s, {}).get("status") == "finished"]
-    if not runs:
-        return []
-    n = min(len(r) for r in runs)
-    return [{"step": runs[0][i]["step"], "time": runs[0][i]["time"],
-             "loss": float(np.mean([r[i]["loss"] for r in runs]))} for i in range(n)
-            if all(r[i].get("loss") is not None for r in runs)]
+                        "seeds": [seeds[0], seeds[-1]], "noise": s.noise},
+            "points": point_statuses(summaries), "distances": distances, "verdict": verdict}
