@@ -26,6 +26,10 @@ def validate(cfg: Config) -> None:
     from dynamics.claims import check_criteria
 
     TASKS.get(cfg.task)
+    from dynamics.tasks.base import TASK_CHECKS
+
+    if cfg.task in TASK_CHECKS:
+        TASK_CHECKS.get(cfg.task)(cfg)
     MODELS.get(cfg.model.name)
     ACTIVATIONS.get(cfg.model.activation)
     KERNEL_INITS.get(cfg.model.init)
@@ -52,17 +56,6 @@ def validate(cfg: Config) -> None:
     _validate_optimizer(cfg.optimizer)
     if cfg.task == "train":
         _check_claim_probe(cfg)
-    if cfg.task == "eos_optimizers":  # every entry is a train-task run: validate each one
-        from dynamics.tasks.eos_optimizers import optimizer_configs
-
-        check(cfg.eos_optimizers.every > 0 and cfg.eos_optimizers.every % cfg.train.chunk == 0,
-              "eos_optimizers.every", cfg.eos_optimizers.every,
-              f"a positive multiple of train.chunk={cfg.train.chunk}")
-        for label, sub in optimizer_configs(cfg).items():
-            try:
-                validate(sub)
-            except ConfigError as err:
-                raise ConfigError(f"eos_optimizers.runs.{label}: {err}") from None
 
     t = cfg.train
     check(t.steps > 0, "train.steps", t.steps, "an integer > 0")

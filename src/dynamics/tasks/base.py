@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dynamics.registry import Registry
 
 TASKS: Registry[Callable] = Registry("task", "task")
+# A task's checks of its own keys (``check(cfg) -> None``, raising ConfigError), run by
+# ``dynamics.validation.validate`` with the other checks, before the run directory exists.
+TASK_CHECKS: Registry[Callable] = Registry("task check", "task")
 # Tasks that judge ``claim.seeds`` themselves (the train task vmaps them); the others run once per seed.
 SEEDS_VMAPPED = {"train"}
 log = logging.getLogger("dynamics")

@@ -22,7 +22,7 @@ from dynamics.errors import ConfigError
 from dynamics.io import RunDir, read_metrics
 from dynamics.io.writer import read_summary
 from dynamics.plots import plot_threshold_panels
-from dynamics.tasks.base import TASKS, SEEDS_VMAPPED
+from dynamics.tasks.base import SEEDS_VMAPPED, TASK_CHECKS, TASKS
 
 log = logging.getLogger("dynamics")
 RUN_KEYS = ("optimizer", "probe", "criteria")
@@ -92,6 +92,22 @@ def _ratio_series(sub_run: RunDir, summary: dict, name: str) -> tuple[str, str, 
             series.append((entry["seed"], columns["step"], columns[metric] / v["threshold"]))
             label = THRESHOLDS.get(name).label_for(point.get("hparams") or {})
     return metric, label, series
+
+
+@TASK_CHECKS.register("eos_optimizers")
+def check_eos_optimizers(cfg: Config) -> None:
+    """Every entry is a train-task run: each one's config is validated like a run of its own."""
+    from dynamics.errors import check
+    from dynamics.validation import validate
+
+    check(cfg.eos_optimizers.every > 0 and cfg.eos_optimizers.every % cfg.train.chunk == 0,
+          "eos_optimizers.every", cfg.eos_optimizers.every,
+          f"a positive multiple of train.chunk={cfg.train.chunk}")
+    for label, sub in optimizer_configs(cfg).items():
+        try:
+            validate(sub)
+        except ConfigError as err:
+            raise ConfigError(f"eos_optimizers.runs.{label}: {err}") from None
 
 
 @TASKS.register("eos_optimizers")

@@ -30,7 +30,7 @@ from dynamics.ntk import empirical_ntk, gradient_descent_mse, linearized_apply
 from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
 from dynamics.optim import build_optimizer
 from dynamics.plots import identity_line, plot_training
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.ntk_adam import adam_vs_sign_kernel
 from dynamics.tasks.train import set_precision
 from dynamics.train import TrainState, make_chunk, make_step, rng_streams
@@ -172,11 +172,15 @@ def _log_rows(cfg: Config, run: RunDir, curves: dict) -> list[dict]:
     return rows
 
 
+@TASK_CHECKS.register("ntk")
+def check_ntk(cfg: Config) -> None:
+    validate_finetune(cfg.ntk.finetune, cfg.data.name)
+
+
 @TASKS.register("ntk")
 def run_ntk(cfg: Config, run: RunDir) -> dict:
     """Pre-train, fine-tune k-shot with SGD and Adam, compare with the eNTK / A-SignGD kernels."""
     n = cfg.ntk.finetune
-    validate_finetune(n, cfg.data.name)
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)
     source, target, model, params0, pre = _pretrained(cfg, streams, dtype)

@@ -47,7 +47,7 @@ from dynamics.models import num_params
 from dynamics.ntk import kernel_regression
 from dynamics.ntk.diagnostics import accuracy, agreement, relative_change
 from dynamics.plots import plot_training
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.ntk import k_shot
 from dynamics.tasks.ntk_prompt_kernels import (gd_learning_rate, gd_or_adam, jacobian_fn, kernel,
                                                kernel_gradient_descent, make_finetune, margin, margin_kernel,
@@ -153,6 +153,7 @@ def compare(cfg: Config, apply_fn, params0, train_sets: dict, x_te, y_te) -> tup
     return results, curves
 
 
+@TASK_CHECKS.register("ntk_prompt")
 def _validate(cfg: Config) -> None:
     validate_prompt(cfg.ntk.prompt, cfg.data.n_train)
     check(cfg.train.steps % cfg.train.chunk == 0, "train.steps", cfg.train.steps,
@@ -234,7 +235,6 @@ def _run_variants(cfg: Config, config, mlm, streams, dtype) -> tuple[dict, dict,
 @TASKS.register("ntk_prompt")
 def run_ntk_prompt(cfg: Config, run: RunDir) -> dict:
     """Pre-train a tiny MLM, fine-tune k-shot with a prompt and with a head, compare with kernels."""
-    _validate(cfg)
     n = cfg.ntk.prompt
     dtype = set_precision(cfg.precision)
     streams = rng_streams(cfg.seed)

@@ -19,7 +19,7 @@ from dynamics.config_ntk import validate_width
 from dynamics.io import RunDir
 from dynamics.ntk import NTKMLP, empirical_ntk, infinite_width_kernels
 from dynamics.ntk.diagnostics import relative_change
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 
@@ -76,11 +76,15 @@ def plot_width(rows: list[dict], slope: float, intercept: float, figures, title:
     plt.close(fig)
 
 
+@TASK_CHECKS.register("ntk_width")
+def check_ntk_width(cfg: Config) -> None:
+    validate_width(cfg.ntk.width)
+
+
 @TASKS.register("ntk_width")
 def run_ntk_width(cfg: Config, run: RunDir) -> dict:
     """Empirical NTK error vs width; rows per width, a log-log figure, the slopes' verdict."""
     n = cfg.ntk.width
-    validate_width(n)
     errors = width_errors(cfg)
     rows = []
     for index, width in enumerate(n.widths):
