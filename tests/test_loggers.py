@@ -201,7 +201,7 @@ def test_cli_run_with_every_installed_logger(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "dynamics.run", "+exp=smoke", "train.steps=10",
                            f"logger.names=[{','.join(names)}]", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
     dirs = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlruns"}
