@@ -3,12 +3,12 @@
 - ``base``: ``Check`` (value, bound, source: pre-registered | calibrated), ``verdict`` (fails on missing
   evidence and on empty checks, lists the failures in words), the ``CLAIMS`` registry and ``judge``;
 - ``seeds``: the seed contract (``seed=S`` → seeds S, S+1, …) and the pass-fraction rule over seeds;
-- one module per family registers its claims: ``eos``, ``sharpness_reduction``, ``implicit_bias``,
-  ``ntk``, ``sde``.
+- one module per family registers its claims: ``eos``, ``eos_sgd``, ``sharpness_reduction``,
+  ``implicit_bias``, ``ntk``, ``sde``.
 """
 
-from dynamics.claims import (central_flow, eos, implicit_bias, ntk, sde,  # noqa: F401 (register)
-                             sharpness_reduction)
+from dynamics.claims import (central_flow, eos, eos_sgd, implicit_bias, ntk,  # noqa: F401 (register)
+                             sde, sharpness_reduction)
 from dynamics.claims.base import (CALIBRATED, CLAIMS, PRE_REGISTERED, Check, check, check_criteria,
                                   columns_of, criteria_of, failure_line, judge,
                                   missing_verdict, verdict)

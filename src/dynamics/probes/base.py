@@ -27,6 +27,8 @@ class ProbeContext(NamedTuple):
       optimizer: the optimizer's registered name.
       hparams: its traced hyperparameters (``learning_rate``, ``momentum``, ``b1``, ...).
       step_fn: the pure training step ``step(state, x, y) -> (state, metrics)`` (for midpoints).
+      batch_size: the training batch size (``None``: full batch), for probes of minibatch quantities.
+      sampling: how the trainer draws its batches (``train.sampling``).
     """
 
     apply_fn: Callable
@@ -35,6 +37,8 @@ class ProbeContext(NamedTuple):
     optimizer: str
     hparams: dict[str, float]
     step_fn: Callable
+    batch_size: int | None = None
+    sampling: str = "without_replacement"
 
 
 @functools.lru_cache(maxsize=None)

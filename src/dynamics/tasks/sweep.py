@@ -140,6 +140,12 @@ def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
 def plot_points(cfg: Config, points: list, dirs: list[RunDir], swept: list[str], figures) -> None:
     """``figures/threshold_ratio.png``: every point's stability metric over its own threshold (the
     claim figure of an EoS claim over seeds and step sizes); nothing for optimizers without one."""
+    if cfg.claim.name == "eos_sgd":  # its own figure: batch sharpness and λ_max over 2/η per seed
+        from dynamics.claims.eos_sgd import plot_claim
+
+        runs = [(p.cfg.seed, p.optimizer["lr"], columns_of(d.rows)) for p, d in zip(points, dirs)]
+        plot_claim(runs, figures / "batch_sharpness_ratio.png", name=cfg.name,
+                   batch_size=points[0].optimizer["batch_size"])
     if cfg.optimizer.name not in THRESHOLDS:
         return
     stability = THRESHOLDS.get(cfg.optimizer.name)

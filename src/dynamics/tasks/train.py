@@ -131,7 +131,8 @@ def build_point(cfg: Config) -> Point:
                         num_classes=dataset.num_classes, svag_l=cfg.oracle.svag_l,
                         sampling=cfg.train.sampling,
                         adaptive=is_adaptive(cfg.optimizer.name))
-    ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn)
+    ctx = ProbeContext(model.apply, loss, dataset, cfg.optimizer.name, hparams, step_fn,
+                       optimizer["batch_size"], cfg.train.sampling)
     probes = build_probes(cfg, ctx, params, streams["probe"])
     state = TrainState(jnp.asarray(0), params, tx.init(params), streams["noise"])
     train_metrics = evaluate(model.apply, loss, classification, with_grad_norm=True)
