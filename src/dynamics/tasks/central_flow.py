@@ -28,7 +28,7 @@ from dynamics.flows.central_run import CentralFlowSettings, run_central_flows
 from dynamics.io import RunDir
 from dynamics.losses import LOSSES
 from dynamics.models import build_model, num_params
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 
@@ -124,10 +124,14 @@ def rows_of(m: dict, procs, warm: int) -> list[dict]:
                                   for k, v in cols.items()}} for t in range(steps)]
 
 
+@TASK_CHECKS.register("central_flow")
+def check_central_flow(cfg: Config) -> None:
+    validate_central(cfg.central, cfg.optimizer.name)
+
+
 @TASKS.register("central_flow")
 def run_central_flow_task(cfg: Config, run: RunDir) -> dict:
     """Run the processes, log one row per step, judge the claim, draw the figure."""
-    validate_central(cfg.central, cfg.optimizer.name)
     dtype = set_precision(cfg.precision)
     loss_fn, params, data, opt = build(cfg, dtype)
     warm, spike = warm_start_of(cfg, loss_fn, params, data, opt)

@@ -36,8 +36,8 @@ from dynamics.plots import plot_training
 from dynamics.sde import (adam_sde, diagonal_noise, nqm_oracle, rmsprop_sde, run_optimizer,
                           sample_paths, sgd_moments, sgd_sde, sgd_sde_moments,
                           sgd_sde_stationary_variance, sgd_stationary_variance)
-from dynamics.tasks.base import TASKS
-from dynamics.tasks.sde_nqm import N_SAVES, max_deviation, scaling_part  # noqa: F401
+from dynamics.tasks.base import TASK_CHECKS, TASKS
+from dynamics.tasks.sde_nqm import N_SAVES, check_scaling_keys, max_deviation, scaling_part  # noqa: F401
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
 from dynamics.claims import judge
@@ -212,12 +212,23 @@ def plot_sde_quadratic(panels: dict, figures, title: str) -> None:
     plt.close(fig)
 
 
+@TASK_CHECKS.register("sde_quadratic")
+def check_sde_quadratic(cfg: Config) -> None:
+    """The three parts' keys, before anything runs."""
+    c = cfg.sde.quadratic
+    check(cfg.optimizer.lr * H2.max() < 2.0, "optimizer.lr", cfg.optimizer.lr,
+          "a value < 2 (SGD on h = 1 must be stable)")
+    for lr in (c.adaptive_lr, c.adaptive_lr / 2):
+        for key, value in (("c2", c.c2), ("c1", c.c1)):
+            check(0.0 <= 1.0 - value * lr**2 < 1.0, f"sde.quadratic.{key}", value,
+                  f"a value with 1 - {key}*lr^2 in [0, 1) at lr={lr:g}")
+    check_scaling_keys(c)
+
+
 @TASKS.register("sde_quadratic")
 def run_sde_quadratic(cfg: Config, run: RunDir) -> dict:
     """All three parts; metrics rows from part 1; verdict ``sde_quadratic``."""
     dtype = set_precision(cfg.precision)
-    check(cfg.optimizer.lr * H2.max() < 2.0, "optimizer.lr", cfg.optimizer.lr,
-          "a value < 2 (SGD on h = 1 must be stable)")
     key = rng_streams(cfg.seed)["noise"]
     log.info("%s: part 1/3, discrete SGD vs its SDE vs closed forms", cfg.name)
     sgd, rows, c1 = sgd_part(cfg, jax.random.fold_in(key, 1), dtype)

@@ -105,6 +105,16 @@ CASES = (  # (label, optimizer, rule, low-noise control?)
     ("sgd", "gd", "linear", False), ("control", "adam", "sqrt", True))
 
 
+def check_scaling_keys(c) -> None:
+    """``sde.quadratic.scaling_steps`` and ``kappas`` give whole save intervals at every κ."""
+    check(c.scaling_steps % N_SAVES == 0, "sde.quadratic.scaling_steps", c.scaling_steps,
+          f"a multiple of {N_SAVES}")
+    save0 = c.scaling_steps // N_SAVES
+    for kappa in c.kappas:
+        check(kappa > 0 and abs(save0 / kappa - round(save0 / kappa)) < 1e-9, "sde.quadratic.kappas",
+              kappa, f"values with (scaling_steps/{N_SAVES})/kappa an integer")
+
+
 def scaling_part(c, key) -> tuple[dict, dict]:
     """Square-root vs linear rule on the NQM, SGD baseline, and the low-noise control (``c``:
     ``sde.quadratic``)."""
