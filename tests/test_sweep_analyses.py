@@ -137,26 +137,40 @@ def test_seed_rows_counts_diverged_failed_and_absent_seeds(tmp_path):
     assert complete_seeds(points, ["a"]) == [0] and complete_seeds(points, ["a", "b"]) == []
 
 
-def test_svag_one_command_runs_every_rung(tiny, tmp_path):
-    cfg = tiny("svag", "train.steps=10", "sde.svag.seeds=3", "sde.svag.ls=[1,2,4]",
-               "sde.svag.others=null")
+@pytest.mark.slow
+def test_svag_one_command_passes_for_sgd_at_reduced_size(tiny, tmp_path):
+    """The claim at reduced size (SGD, 32 seeds, 30 base steps, 256 examples): every rung runs, rows are
+    kept at rung 1's times, and the ladder converges at the rate (t = −4.4 measured, bound −2)."""
+    cfg = tiny("svag", "optimizer=gd", "optimizer.lr=1.0", "sde.svag.others=null",
+               "sde.svag.seeds=32", "train.steps=30")
     summary = run(cfg, tmp_path)
-    assert set(summary["points"]) == {"adam_l1", "adam_l2", "adam_l4"}
+    assert set(summary["points"]) == {"gd_l1", "gd_l2", "gd_l4", "gd_l8"}
     rows = [json.loads(line) for line in
-            (tmp_path / "points" / "adam_l4" / "metrics.jsonl").read_text().splitlines()]
-    # rung 4 (16x the steps) keeps the rows at the times of rung 1's steps: 0, 16, ..., 160
-    assert sorted({r["step"] for r in rows if r["seed"] == 2}) == list(range(0, 161, 16))
-    point = json.loads((tmp_path / "points" / "adam_l4" / "summary.json").read_text())
-    assert [e["seed"] for e in point["seeds"]] == [0, 1, 2]
-    assert len(point["seeds"][2]["window_loss"]) == 10 and point["hparams"]["steps"] == 160
+            (tmp_path / "points" / "gd_l8" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in rows if r["seed"] == 31}) == list(range(0, 241, 8))
+    point = json.loads((tmp_path / "points" / "gd_l8" / "summary.json").read_text())
+    assert [e["seed"] for e in point["seeds"]] == list(range(32))
+    assert len(point["seeds"][31]["window_loss"]) == 10 and point["hparams"]["steps"] == 240
     v = summary["verdict"]
-    assert "adam_rate_t" in v["checks"] and v["checks"]["adam_missing_runs"]["value"] == 0
-    assert v["adam"]["n_seeds"] == 3 and len(v["adam"]["pairs"]) == 2
+    assert v["passed"] is True, v["failed"]
+    assert v["gd"]["n_seeds"] == 32 and v["gd"]["t"] < -3 and v["gd"]["ratio"] < 0.25
     assert v["criteria"] == {"rho": 0.25, "z": 2.0, "max_missing": 0}
-    assert set(summary["distances"]["adam"]) == {"train_loss", "test_accuracy", "test_loss"}
+    assert set(summary["distances"]["gd"]) == {"train_loss", "test_accuracy", "test_loss"}
     assert (tmp_path / "figures" / "svag.png").exists()
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["verdict"]["passed"] is v["passed"]
+    assert saved["verdict"]["passed"] is True
+
+
+@pytest.mark.slow
+def test_svag_control_uncorrected_rmsprop_fails_at_reduced_size(tiny, tmp_path):
+    """The negative control at reduced size: optax RMSprop without bias correction (its first steps are
+    ±η/√(1−β2) at every ℓ, outside the SDE scaling) stalls along the ladder, so the rate check fails."""
+    cfg = tiny("svag", "optimizer=rmsprop", "optimizer.lr=0.03", "optimizer.b2=0.99",
+               "train.batch_size=8", "sde.svag.others=null", "sde.svag.seeds=32", "train.steps=30")
+    v = run(cfg, tmp_path)["verdict"]
+    assert v["passed"] is False
+    assert [f.split(" ")[0] for f in v["failed"]] == ["rmsprop_rate_t"]
+    assert v["rmsprop"]["t"] > -1 and v["rmsprop"]["ratio"] > 0.2
 
 
 def test_sqrt_scaling_one_command_fails_without_its_controls(tiny, tmp_path):
@@ -186,11 +200,11 @@ def test_sweep_point_reproduces_the_vmapped_train_task(tiny, tmp_path):
     from dynamics.tasks.sde_sweep import point_config, run_point
     from dynamics.tasks.sweep import run_vmapped
 
-    cfg = tiny("svag", "train.steps=10", "probes.eval.every=5")
+    cfg = tiny("svag", "train.steps=5", "probes.eval.every=5")
     cfg = point_config(cfg, "p", [3, 4], oracle=dataclasses.replace(cfg.oracle, name="svag",
                                                                      svag_l=2.0))
     cfg = dataclasses.replace(cfg, probes=dataclasses.replace(
-        cfg.probes, eval=dataclasses.replace(cfg.probes.eval, every=20)))  # rung 2: 40 steps
+        cfg.probes, eval=dataclasses.replace(cfg.probes.eval, every=10)))  # rung 2: 20 steps
     dirs = RunDir(tmp_path / "lean"), RunDir(tmp_path / "full")
     lean = run_point(cfg, dirs[0], windows=4, keep=4)
     run_vmapped(cfg, dirs[1])
@@ -199,11 +213,11 @@ def test_sweep_point_reproduces_the_vmapped_train_task(tiny, tmp_path):
     for i, entry in enumerate(lean["seeds"]):
         full = read_metrics(tmp_path / "full" / "points" / str(i))
         kept = [r for r in read_metrics(tmp_path / "lean") if r.pop("seed") == entry["seed"]]
-        assert [r["step"] for r in kept] == list(range(0, 41, 4))
+        assert [r["step"] for r in kept] == list(range(0, 21, 4))
         by_step = {r["step"]: r for r in full}
         for r in kept:
             assert r == pytest.approx(by_step[r["step"]], rel=1e-6)
-        losses = np.array([by_step[t]["loss"] for t in range(40)]).reshape(4, 10).mean(1)
+        losses = np.array([by_step[t]["loss"] for t in range(20)]).reshape(4, 5).mean(1)
         assert entry["window_loss"] == pytest.approx(losses, rel=1e-6)
-        assert kept[5]["test_loss"] is not None and kept[-1]["time"] == pytest.approx(40 * lean[
+        assert kept[0]["test_loss"] is not None and kept[-1]["time"] == pytest.approx(20 * lean[
             "hparams"]["lr"] ** 2)
