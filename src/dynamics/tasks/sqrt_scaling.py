@@ -4,8 +4,9 @@ r"""Task ``sqrt_scaling``: batch-size scaling rules of the train task in one pro
 Each optimizer (``optimizer.*``, then ``sde.sqrt_scaling.others``) runs a base point (κ = 1, batch B0 =
 ``train.batch_size``) and, for every rule of ``sde.sqrt_scaling.rules`` and κ of ``kappas``, a point at
 batch κ·B0 with 1/κ × the steps (``scaling.rule``, ``scaling.kappa``), each one vmapped program over the
-claim's seeds ``seed, …, seed + seeds − 1`` into ``<run>/points/<name>/`` (``dynamics.tasks.sde_sweep``). ``data.seed`` fixes the data,
-so the seeds vary the init and the batch draws; every point of a seed shares the base run's init.
+claim's seeds ``seed, …, seed + seeds − 1`` into ``<run>/points/<name>/`` (``dynamics.tasks.sde_sweep``).
+``data.seed`` fixes the data, so the seeds vary the init and the batch draws; every point of a seed shares
+the base run's init. A scaled point evaluates every ``probes.eval.every``/κ steps (the base's samples seen).
 
 Gap of a point to its base, on the mean curves over the seeds finished at every point of the optimizer
 (against samples seen = step × batch): max(max over the last 75 % of the eval points of |acc_κ − acc_1|,

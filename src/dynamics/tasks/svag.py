@@ -6,10 +6,11 @@ the claim's seeds ``seed, …, seed + sde.svag.seeds − 1`` per (optimizer, ℓ
 ``<run>/points/<optimizer>_l<ℓ>/`` (``dynamics.tasks.sde_sweep``). Seed i is the same init at every ℓ (the
 batches differ), so the ladder's statistics are paired over seeds (``dynamics.svag``).
 
-Rung ℓ takes m = ℓ² (adaptive) or ℓ (SGD) times the steps, and measures every m·``probes.eval.every``
-steps: every rung is measured at the same continuous times t_k = k·``probes.eval.every``·dt₁ (k ≥ 1).
-There it records the loss on the whole training set (``full_train_loss``: the metric ``train_loss``), the
-test loss and the test accuracy. The claim is judged on the pre-declared metric ``sde.svag.metric``; the
+Rung ℓ takes m = ℓ² (adaptive) or ℓ (SGD) times the steps; it evaluates the test loss and accuracy every
+m·``probes.eval.every`` steps, so every rung is measured at the same continuous times, and keeps its rows
+every m steps (the times of ℓ = 1's steps). The metric ``train_loss`` is every step's batch loss averaged
+in ``sde.svag.windows`` equal windows of continuous time (summed as the steps come, in
+``dynamics.tasks.sde_sweep``). The claim is judged on the pre-declared metric ``sde.svag.metric``; the
 distances of all three are reported. The run's own metrics.jsonl holds the seed-mean curve of the first
 optimizer at ℓ = 1; ``figures/svag.png`` the mean curves of every rung.
 
