@@ -144,8 +144,9 @@ def test_claim_passes_on_a_rise_to_the_edge_with_lambda_max_below():
 def test_each_check_fails_on_its_own(bs, lam, failing):
     v = verdict_of(bs, lam)
     assert v["passed"] is False
-    assert v["failed"][0].startswith(failing), v["failed"]
-    assert len(v["failed"]) == 1 or failing == "sharpness_median", v["failed"]
+    assert any(f.startswith(failing) for f in v["failed"]), v["failed"]
+    # alone, except where the bands imply it (λ_max above BS needs BS below the band or λ_max above 0.9)
+    assert len(v["failed"]) == 1 or failing in ("sharpness_median", "bs_over_sharpness"), v["failed"]
 
 
 def test_claim_fails_without_its_columns_or_for_another_optimizer():
@@ -163,7 +164,9 @@ def test_claim_requires_both_probes_before_compiling(compose, probe):
         validate(compose("+exp=eos_sgd", f"probes.{probe}.every=0"))
 
 
-REDUCED = ["+exp=eos_sgd", "data.n_train=256", "model.widths=[32,32]", "train.steps=3000",
+# n = 256 with batch 16 (the default 32 of n = 1,000 is too large a fraction of 256: 1.14-1.17·2/η)
+REDUCED = ["+exp=eos_sgd", "data.n_train=256", "train.batch_size=16", "model.widths=[32,32]",
+           "train.steps=3000",
            "claim.seeds=2", "probes.sharpness.every=250", "probes.batch_sharpness.every=250",
            "probes.batch_sharpness.num_batches=32", "train.chunk=250"]
 
