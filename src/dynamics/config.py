@@ -140,6 +140,14 @@ class EvalProbeConfig:
 
 
 @dataclass
+class GGNSharpnessProbeConfig(SharpnessProbeConfig):
+    """``probes.ggn_sharpness.*``: top-k eigenvalues of the Gauss-Newton matrix JᵀH_ℓJ (or, with
+    ``operator: empirical_fisher``, of the empirical Fisher) every ``every`` steps (0: off)."""
+
+    operator: str = "ggn"  # ggn | empirical_fisher
+
+
+@dataclass
 class ProbesConfig:
     """One section per registered probe; a probe runs when its ``every`` is positive."""
 
@@ -151,6 +159,7 @@ class ProbesConfig:
         default_factory=SphericalSharpnessProbeConfig)
     trace: TraceProbeConfig = field(default_factory=TraceProbeConfig)
     batch_sharpness: BatchSharpnessProbeConfig = field(default_factory=BatchSharpnessProbeConfig)
+    ggn_sharpness: GGNSharpnessProbeConfig = field(default_factory=GGNSharpnessProbeConfig)
     eval: EvalProbeConfig = field(default_factory=EvalProbeConfig)
 
 

@@ -243,7 +243,7 @@ def check_keys(tree: dict, schema=None, prefix: str = "") -> None:
 
 
 PROBE_CHOICES = {"method": ("lanczos", "power", "lobpcg"), "where": ("iterate", "midpoint"),
-                 "convention": ("locuslab", "init2winit")}
+                 "convention": ("locuslab", "init2winit"), "operator": ("ggn", "empirical_fisher")}
 TRACE_CHOICES = {**PROBE_CHOICES, "method": ("hutchinson", "hutchpp")}
 
 

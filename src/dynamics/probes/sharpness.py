@@ -15,6 +15,7 @@ from dynamics.curvature import (adaptive_preconditioner, effective_lr, hessian_t
                                 preconditioned_sharpness, spherical_sharpness, top_eigenvalues)
 from dynamics.curvature.topk import initial_block
 from dynamics.errors import check
+from dynamics.curvature.ggn import ggn_top_eigenvalues, output_loss
 from dynamics.optim.thresholds import stability_of
 from dynamics.losses import LOSSES
 from dynamics.probes.base import PROBES, Probe, ProbeContext
@@ -41,6 +42,8 @@ def _curvature_probe(name, ctx: ProbeContext, params, key, *, every, n_examples,
         def loss_fn(p):
             return objective(ctx.apply_fn(p, x), y)
 
+        loss_fn.outputs = lambda p: ctx.apply_fn(p, x)  # for output-space operators (the GGN)
+        loss_fn.targets = y
         result, new_state = solve(loss_fn, point, state, probe_state, key)
         # keep the previous warm start where this measurement is not finite (e.g. Adam at step 0)
         new_state = jax.tree.map(lambda n, o: jnp.where(jnp.all(jnp.isfinite(n)), n, o), new_state,
@@ -121,6 +124,38 @@ def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=
                             n_examples=n_examples, where=where, loss=loss, solve=solve,
                             init_state=_stack(initial_block(params, k, key), params),
                             metrics=_eigen_metrics("precond_sharpness"))
+
+
+def loss_name(ctx: ProbeContext, loss: str | None) -> str:
+    """The registered name of the probe's loss (``loss`` if given, else the training loss)."""
+    if loss is not None:
+        return loss
+    return next(n for n in LOSSES.names() if LOSSES.get(n) is ctx.loss)
+
+
+@PROBES.register("ggn_sharpness")
+def ggn_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
+                  max_iters=100, method="lanczos", k=1, where="iterate", loss=None,
+                  operator="ggn", **_) -> Probe:
+    """Top-``k`` eigenvalues of the Gauss-Newton matrix G = JᵀH_ℓJ (``ggn_sharpness``, …), or of the
+    empirical Fisher (``operator="empirical_fisher"``), on the probe's examples: ``ggn_vp`` with the
+    closed-form output Hessian of ``mse`` / ``cross_entropy`` (autodiff for other losses). λ_max(G)
+    ≤ λ_max(H) + what the residual term removes; for MSE near a global minimum the two agree."""
+    check(method in METHODS, "probes.ggn_sharpness.method", method, " | ".join(METHODS))
+    check(operator in ("ggn", "empirical_fisher"), "probes.ggn_sharpness.operator", operator,
+          "ggn | empirical_fisher")
+    name = loss_name(ctx, loss)
+
+    def solve(loss_fn, point, state, vectors, key):
+        res = ggn_top_eigenvalues(loss_fn.outputs, output_loss(name, loss_fn.targets), point, k,
+                                  key=key, operator=operator, method=method, tol=tol,
+                                  max_iters=max_iters, init=vectors)
+        return res, res.vectors
+
+    return _curvature_probe("ggn_sharpness", ctx, params, key, every=every, n_examples=n_examples,
+                            where=where, loss=loss, solve=solve,
+                            init_state=_stack(initial_block(params, k, key), params),
+                            metrics=_eigen_metrics("ggn_sharpness"))
 
 
 @PROBES.register("spherical_sharpness")
