@@ -63,6 +63,7 @@ def test_bad_entries_fail_in_validation_naming_the_entry(compose, override, mess
     assert message in str(err.value)
 
 
+@pytest.mark.slow  # make test-all (~40 s); make test keeps the EoS family's reduced test and the smoke run
 def test_reduced_gd_passes_and_adam_below_its_band_fails_by_name(compose, tmp_path):
     runs = ("eos_optimizers.only=[gd,adam]", "eos_optimizers.runs.adam.optimizer.lr=0.0003")
     out = run(compose(*REDUCED, *runs), tmp_path)

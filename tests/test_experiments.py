@@ -34,8 +34,12 @@ def test_experiment_runs_a_few_steps_and_writes_its_outputs(compose, tmp_path, e
     summary = run(cfg, tmp_path)
     assert summary["status"] == "finished", summary.get("error")
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["hparams"]["lr"] == cfg.optimizer.lr and "passed" in saved["verdict"]
-    children = saved.get("vmap_points") or saved.get("seed_runs") or []
+    lr = cfg.optimizer.lr
+    hparams = saved["hparams"]
+    if cfg.task == "eos_optimizers":  # one entry per optimizer, each with its own step size
+        hparams, lr = hparams["gd"], cfg.eos_optimizers.runs["gd"]["optimizer"]["lr"]
+    assert hparams["lr"] == lr and "passed" in saved["verdict"]
+    children = saved.get("vmap_points") or saved.get("seed_runs") or saved.get("optimizer_runs") or []
     run_dir = tmp_path / children[0]["dir"] if children else tmp_path  # a sweep: its first point
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows and all("loss" in r for r in rows)
