@@ -13,7 +13,6 @@ over its own threshold.
 
 import dataclasses
 import logging
-import traceback
 
 from dynamics.claims import columns_of, failure_line, judge
 from dynamics.claims.eos import THRESHOLDS, not_applicable_reason, required_probe
@@ -23,6 +22,7 @@ from dynamics.io import RunDir, read_metrics
 from dynamics.io.writer import read_summary
 from dynamics.plots import plot_threshold_panels
 from dynamics.tasks.base import SEEDS_VMAPPED, TASK_CHECKS, TASKS
+from dynamics.tasks.seeds import run_child
 
 log = logging.getLogger("dynamics")
 RUN_KEYS = ("optimizer", "probe", "criteria")
@@ -118,17 +118,8 @@ def run_eos_optimizers(cfg: Config, run: RunDir) -> dict:
     results, panels = {}, []
     for label, sub in optimizer_configs(cfg).items():
         sub_run = RunDir(run.path / "optimizers" / label)
-        sub_run.write_config(dataclasses.asdict(sub))
         log.info("%s: %s (%s, lr %g)", cfg.name, label, sub.optimizer.name, sub.optimizer.lr)
-        try:
-            summary = run_train(sub, sub_run)
-        except ConfigError:
-            sub_run.close()
-            raise
-        except Exception as err:  # recorded; the other optimizers go on and the claim counts it failed
-            log.error("%s failed:\n%s", label, traceback.format_exc())
-            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-        sub_run.write_summary({"name": sub.name, **summary})
+        summary = run_child(run_train, sub, sub_run, label)
         log.info("%s: %s %s %s", cfg.name, label, summary["status"],
                  failure_line(summary.get("verdict") or {}))
         results[label] = summary

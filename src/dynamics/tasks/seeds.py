@@ -16,24 +16,31 @@ from dynamics.plots import plot_claim_checks
 log = logging.getLogger("dynamics")
 
 
+def run_child(task, cfg: Config, child: RunDir, what: str) -> dict:
+    """Run ``task`` into the child run directory ``child`` and write its summary. A config error stops
+    everything; any other error is recorded there as ``failed`` (with the error) and the caller goes on
+    (its claim counts the child as not passing)."""
+    child.write_config(dataclasses.asdict(cfg))
+    try:
+        summary = task(cfg, child)
+    except ConfigError:
+        child.close()
+        raise
+    except Exception as err:
+        log.error("%s failed:\n%s", what, traceback.format_exc())
+        summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+    child.write_summary({"name": cfg.name, **summary})
+    return summary
+
+
 def run_seeds(task, cfg: Config, run: RunDir) -> dict:
     """Run ``task`` for each of the claim's seeds and judge the claim over them."""
     seeds = seed_list(cfg.seed, cfg.claim.seeds)
     entries = []
     for seed in seeds:
         seed_cfg = dataclasses.replace(cfg, seed=seed, claim=dataclasses.replace(cfg.claim, seeds=1))
-        seed_run = RunDir(run.path / "seeds" / str(seed))
-        seed_run.write_config(dataclasses.asdict(seed_cfg))
         log.info("%s: seed %d (%d of %d)", cfg.name, seed, len(entries) + 1, len(seeds))
-        try:
-            summary = task(seed_cfg, seed_run)
-        except ConfigError:
-            seed_run.close()
-            raise
-        except Exception as err:  # recorded; the other seeds go on and the claim counts it failed
-            log.error("seed %d failed:\n%s", seed, traceback.format_exc())
-            summary = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-        seed_run.write_summary({"name": cfg.name, **summary})
+        summary = run_child(task, seed_cfg, RunDir(run.path / "seeds" / str(seed)), f"seed {seed}")
         log.info("%s: seed %d %s %s", cfg.name, seed, summary["status"],
                  failure_line(summary.get("verdict") or {}))
         entries.append({"seed": seed, **summary})
