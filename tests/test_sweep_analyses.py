@@ -137,7 +137,6 @@ def test_seed_rows_counts_diverged_failed_and_absent_seeds(tmp_path):
     assert complete_seeds(points, ["a"]) == [0] and complete_seeds(points, ["a", "b"]) == []
 
 
-@pytest.mark.slow
 def test_svag_one_command_passes_for_sgd_at_reduced_size(tiny, tmp_path):
     """The claim at reduced size (SGD, 32 seeds, 30 base steps, 256 examples): every rung runs, rows are
     kept at rung 1's times, and the ladder converges at the rate (t = −4.4 measured, bound −2)."""
@@ -161,7 +160,6 @@ def test_svag_one_command_passes_for_sgd_at_reduced_size(tiny, tmp_path):
     assert saved["verdict"]["passed"] is True
 
 
-@pytest.mark.slow
 def test_svag_control_uncorrected_rmsprop_fails_at_reduced_size(tiny, tmp_path):
     """The negative control at reduced size: optax RMSprop without bias correction (its first steps are
     ±η/√(1−β2) at every ℓ, outside the SDE scaling) stalls along the ladder, so the rate check fails."""
