@@ -13,6 +13,9 @@ CASES = [
                                                    "rmsprop"),
     (("+exp=ntk_prompt", "train.chunk=7"), "train.steps=1000 is invalid: allowed a multiple of "
                                            "train.chunk = 7"),
+    (("+exp=svag", "train.batch_size=null"), "train.batch_size=None is invalid: allowed an integer "
+                                             "(SVAG's batch)"),
+    (("+exp=sqrt_scaling", "probes.eval.every=0"), "probes.eval.every=0 is invalid"),
     (("+exp=eos_optimizers", "eos_optimizers.runs.adam.optimizer.name=sam"),
      "eos_optimizers.runs.adam: optimizer.name='sam' cannot run"),
 ]

@@ -33,6 +33,15 @@ from dynamics.train.state import TrainState, rng_streams
 log = logging.getLogger("dynamics")
 
 
+def check_sweep(cfg: Config, what: str, others: dict, key: str) -> None:
+    """Checks across nodes of a sweep task (``svag``, ``sqrt_scaling``), before the run directory
+    exists: a minibatch (``what`` names its role), test metrics on, and the other optimizers."""
+    check(cfg.train.batch_size is not None, "train.batch_size", None, f"an integer ({what})")
+    check(cfg.probes.eval.every > 0, "probes.eval.every", cfg.probes.eval.every,
+          "> 0 (the points are compared at the eval times)")
+    optimizer_configs(cfg, others, key)
+
+
 def optimizer_configs(cfg: Config, others: dict, key: str) -> dict[str, OptimizerConfig]:
     """``optimizer.*`` first, then each of ``others`` (name -> hyperparameters over the defaults)."""
     known = {f.name for f in dataclasses.fields(OptimizerConfig)} - {"name"}

@@ -21,11 +21,11 @@ import numpy as np
 
 from dynamics.claims import judge, seed_list
 from dynamics.config import Config
-from dynamics.errors import check
 from dynamics.io import RunDir
 from dynamics.plots import plot_training
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.sde_sweep import (
+    check_sweep,
     complete_seeds,
     mean_rows,
     missing_runs,
@@ -38,10 +38,9 @@ from dynamics.tasks.sde_sweep import (
 log = logging.getLogger("dynamics")
 
 
+@TASK_CHECKS.register("sqrt_scaling")
 def validate_sqrt_scaling(cfg: Config) -> None:
-    """Checks across nodes (each node checks its own keys when the config is built)."""
-    check(cfg.train.batch_size is not None, "train.batch_size", None, "an integer (the base batch)")
-    check(cfg.probes.eval.every > 0, "probes.eval.every", cfg.probes.eval.every, "> 0")
+    check_sweep(cfg, "the base batch", cfg.sde.sqrt_scaling.others, "sde.sqrt_scaling.others")
 
 
 def curves(entry: dict, batch: int, windows: int) -> dict:
@@ -118,7 +117,6 @@ def analyze(cfg: Config, run: RunDir, points: dict, by_point: dict) -> tuple[dic
 @TASKS.register("sqrt_scaling")
 def run_sqrt_scaling(cfg: Config, run: RunDir) -> dict:
     """Run every point, judge ``claim.name`` (``scaling_rule``), write the figure and summary."""
-    validate_sqrt_scaling(cfg)
     s = cfg.sde.sqrt_scaling
     seeds = seed_list(cfg.seed, s.seeds)
     points = scaling_points(cfg, seeds)

@@ -25,12 +25,12 @@ import numpy as np
 
 from dynamics.claims import judge, seed_list
 from dynamics.config import Config
-from dynamics.errors import check
 from dynamics.io import RunDir
 from dynamics.plots import plot_training
 from dynamics.svag import distance, is_adaptive
-from dynamics.tasks.base import TASKS
+from dynamics.tasks.base import TASK_CHECKS, TASKS
 from dynamics.tasks.sde_sweep import (
+    check_sweep,
     complete_seeds,
     mean_rows,
     missing_runs,
@@ -44,11 +44,9 @@ log = logging.getLogger("dynamics")
 METRICS = ("train_loss", "test_accuracy", "test_loss")
 
 
+@TASK_CHECKS.register("svag")
 def validate_svag(cfg: Config) -> None:
-    """Checks across nodes (each node checks its own keys when the config is built)."""
-    check(cfg.train.batch_size is not None, "train.batch_size", None, "an integer (SVAG's batch)")
-    check(cfg.probes.eval.every > 0, "probes.eval.every", cfg.probes.eval.every,
-          "> 0 (the rungs are compared at the eval times)")
+    check_sweep(cfg, "SVAG's batch", cfg.sde.svag.others, "sde.svag.others")
 
 
 def curves(entry: dict, windows: int) -> dict:
@@ -135,7 +133,6 @@ def svag_points(cfg: Config, seeds: list[int]) -> tuple[dict[str, Config], dict[
 @TASKS.register("svag")
 def run_svag(cfg: Config, run: RunDir) -> dict:
     """Run the ladder, judge ``claim.name`` (``svag_ladder``) on it, write the figure and summary."""
-    validate_svag(cfg)
     s = cfg.sde.svag
     seeds = seed_list(cfg.seed, s.seeds)
     points, keep = svag_points(cfg, seeds)
