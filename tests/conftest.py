@@ -4,9 +4,29 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests compile hundreds of small programs and run each briefly: skip XLA's expensive CPU backend passes
+# (LLVM -O0-like codegen; no fast-math, so the arithmetic is the same). DYNAMICS_TEST_XLA_FAST=0: off.
+if os.environ.get("DYNAMICS_TEST_XLA_FAST", "1") != "0":
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+        os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
+        "--xla_llvm_disable_expensive_passes=true"]))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Many tests compile the same small programs (the same model and data shapes through fresh closures):
+# JAX's persistent compilation cache, shared by the xdist workers, compiles each once per session. It
+# keys programs by their HLO, options and jax version, so results are unchanged; set
+# DYNAMICS_TEST_COMPILE_CACHE=0 to test without it.
+if os.environ.get("DYNAMICS_TEST_COMPILE_CACHE", "1") != "0":
+    import tempfile
+
+    _cache = os.environ.get("DYNAMICS_TEST_COMPILE_CACHE")
+    if _cache in (None, "", "1"):
+        _cache = os.path.join(tempfile.gettempdir(), f"dynamics-test-jax-cache-{os.getuid()}")
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
