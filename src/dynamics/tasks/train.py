@@ -173,6 +173,41 @@ def summarize(point: Point, rows: list[dict], figures, outcome: TrainOutcome) ->
     return summary
 
 
+def starting_state(cfg: Config, run: RunDir, point: Point) -> tuple:
+    """``(train state, probe states)`` to start from: with ``resume``, the newest checkpoint that
+    verifies (corrupt ones are named and skipped); otherwise the initial ones, forgetting the rows and
+    checkpoints of an earlier attempt in this directory."""
+    state, probe_states = point.state, initial_probe_states(point.probes)
+    if not cfg.resume:
+        run.rewind(0)
+        for old in run.checkpoints.glob("ckpt_*.npz"):
+            old.unlink()
+        return state, probe_states
+    found = restore_latest(run.checkpoints, (state, probe_states), on_skip=lambda path, err:
+                           log.warning("resume: skipped %s: %s", path.name, err))
+    if found is None:
+        raise CheckpointError(f"resume: no usable checkpoint in {run.checkpoints}")
+    (state, probe_states), meta, path = found
+    run.rewind(meta["metrics_offset"])
+    log.info("resume: resumed from step %d (%s)", meta["step"], path)
+    return state, probe_states
+
+
+def placed(cfg: Config, point: Point, state, probe_states) -> tuple:
+    """``(x, y, state, probe_states, probes)`` on the devices: as built, or with ``parallel.data`` the
+    batch and the probes' examples sharded over a data mesh and the states replicated."""
+    x, y, probes = point.dataset.x_train, point.dataset.y_train, point.probes
+    if not cfg.parallel.data:
+        return x, y, state, probe_states, probes
+    mesh = data_mesh()
+    x, y = shard_batch(mesh, (x, y))
+    state, probe_states = replicate(mesh, (state, probe_states))
+    probes = [p._replace(data=shard_batch(mesh, p.data, f"probes.{p.name}.n_examples"))
+              for p in probes]
+    log.info("data parallel over %d devices", len(mesh.devices.flat))
+    return x, y, state, probe_states, probes
+
+
 @TASKS.register("train")
 def run_train(cfg: Config, run: RunDir) -> dict:
     """Build data, model, optimizer and probes from ``cfg``; train; write figures; return the summary.
@@ -190,19 +225,7 @@ def run_train(cfg: Config, run: RunDir) -> dict:
 
         return run_vmapped(cfg, run)
     point = build_point(cfg)
-    state, probe_states = point.state, initial_probe_states(point.probes)
-    if cfg.resume:  # the newest checkpoint that verifies; corrupt ones are named and skipped
-        found = restore_latest(run.checkpoints, (state, probe_states), on_skip=lambda path, err:
-                               log.warning("resume: skipped %s: %s", path.name, err))
-        if found is None:
-            raise CheckpointError(f"resume: no usable checkpoint in {run.checkpoints}")
-        (state, probe_states), meta, path = found
-        run.rewind(meta["metrics_offset"])
-        log.info("resume: resumed from step %d (%s)", meta["step"], path)
-    else:  # a fresh start: forget rows and checkpoints of an earlier attempt in this directory
-        run.rewind(0)
-        for old in run.checkpoints.glob("ckpt_*.npz"):
-            old.unlink()
+    state, probe_states = starting_state(cfg, run, point)
     run.mark(int(state.step))
     last = {}  # the state at the last chunk end, checkpointed when the run is interrupted
 
@@ -225,15 +248,7 @@ def run_train(cfg: Config, run: RunDir) -> dict:
         last = run.rows[-1] if run.rows else {}
         progress.update(n, loss=last.get("loss"))
 
-    x, y = point.dataset.x_train, point.dataset.y_train
-    probes = point.probes
-    if cfg.parallel.data:
-        mesh = data_mesh()
-        x, y = shard_batch(mesh, (x, y))
-        state, probe_states = replicate(mesh, (state, probe_states))
-        probes = [p._replace(data=shard_batch(mesh, p.data, f"probes.{p.name}.n_examples"))
-                  for p in probes]
-        log.info("data parallel over %d devices", len(mesh.devices.flat))
+    x, y, state, probe_states, probes = placed(cfg, point, state, probe_states)
     try:
         outcome = train(state, point.step_fn, x, y, steps=point.steps, chunk=cfg.train.chunk,
                         probes=probes, probe_key=point.probe_key,
