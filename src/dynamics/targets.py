@@ -34,16 +34,25 @@ def load_target(spec: str | None, key: str) -> Callable:
     return obj
 
 
+def _parameters(fn: Callable) -> dict:
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a callable without a signature (some builtins)
+        return {}
+
+
+def takes(fn: Callable, name: str) -> bool:
+    """Whether ``fn``'s signature names the argument ``name``."""
+    return name in _parameters(fn)
+
+
 def call_with(fn: Callable, kwargs: dict, available: dict) -> object:
     """``fn(**kwargs, **those of available whose names fn's signature takes)`` (``out_dim``,
     ``input_shape``, ``learning_rate``, ...); kwargs win over available values."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
+    params = _parameters(fn)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     extra = {k: v for k, v in available.items() if (k in params or takes_any) and k not in kwargs}
     return fn(**kwargs, **extra)
 
 
-__all__ = ["call_with", "load_target"]
+__all__ = ["call_with", "load_target", "takes"]

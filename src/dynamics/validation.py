@@ -154,10 +154,9 @@ def _check_claim_probe(cfg: Config) -> None:
 
 def _validate_swept_arg(o: OptimizerConfig, name: str, values, value) -> None:
     """``vmap.args.<name>``: a number (traced, so vmappable) that the optimizer takes."""
-    from dynamics.optim.registry import check_optimizer
+    from dynamics.optim.registry import check_optimizer, is_traced
 
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    check(numeric, f"vmap.args.{name}", values, "a list of numbers (only numeric arguments are traced)")
+    check(is_traced(value), f"vmap.args.{name}", values, "a list of numbers (only numeric arguments are traced)")
     check_optimizer(o.name, {**o.args, name: value})
 
 

@@ -16,20 +16,21 @@ from flax import linen as nn
 
 from dynamics.errors import ConfigError
 from dynamics.models.base import MODELS, Model, from_flax
-from dynamics.targets import call_with, load_target
+from dynamics.targets import call_with, load_target, takes
 
 KINDS = "a flax linen Module, a flax.nnx Module or an (init, apply) pair"
 
 
-def _from_nnx(factory, kwargs: dict, available: dict) -> Model:
+def _from_nnx(factory, kwargs: dict, available: dict, module) -> Model:
+    """Params = the ``nnx.Param`` state of a module built anew from each init key; ``module`` (built
+    once, with ``Rngs(0)``) gives the graph and the non-trained state."""
     from flax import nnx
 
-    graphdef, _, rest = nnx.split(call_with(factory, kwargs, {**available, "rngs": nnx.Rngs(0)}),
-                                  nnx.Param, ...)
+    graphdef, _, rest = nnx.split(module, nnx.Param, ...)
 
     def init(key):
-        module = call_with(factory, kwargs, {**available, "rngs": nnx.Rngs(key)})
-        return nnx.split(module, nnx.Param, ...)[1]
+        return nnx.split(call_with(factory, kwargs, {**available, "rngs": nnx.Rngs(key)}),
+                         nnx.Param, ...)[1]
 
     def apply(params, x):
         return nnx.merge(graphdef, params, rest)(x)
@@ -39,26 +40,26 @@ def _from_nnx(factory, kwargs: dict, available: dict) -> Model:
 
 def model_kind(obj) -> str | None:
     """``"linen"``, ``"nnx"``, ``"pair"`` or ``None`` for what a model target returned."""
+    from flax import nnx
+
     if isinstance(obj, nn.Module):
         return "linen"
-    try:
-        from flax import nnx
-    except ImportError:  # pragma: no cover (flax ships nnx)
-        nnx = None
-    if nnx is not None and isinstance(obj, nnx.Module):
+    if isinstance(obj, nnx.Module):
         return "nnx"
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(f) for f in obj):
         return "pair"
     return None
 
 
-def check_model_target(target: str | None, kwargs: dict, input_shape=None, out_dim=None) -> str:
-    """Import and call the target once; its kind, or a one-line ``ConfigError``."""
+def check_model_target(target: str | None, kwargs: dict, input_shape=None,
+                       out_dim=None) -> tuple[str, object]:
+    """Import and call the target once (an nnx factory with ``rngs=Rngs(0)``): ``(kind, what it
+    returned)``, or a one-line ``ConfigError``."""
+    from flax import nnx
+
     factory = load_target(target, "model.target")
     available = {"out_dim": out_dim, "input_shape": input_shape}
-    if "rngs" in _params(factory):
-        from flax import nnx
-
+    if takes(factory, "rngs"):
         available["rngs"] = nnx.Rngs(0)
     try:
         obj = call_with(factory, dict(kwargs or {}), available)
@@ -69,16 +70,7 @@ def check_model_target(target: str | None, kwargs: dict, input_shape=None, out_d
     if kind is None:
         raise ConfigError(f"model.target={target!r} is invalid: it returned {type(obj).__name__}; "
                           f"allowed {KINDS}")
-    return kind
-
-
-def _params(fn) -> list[str]:
-    import inspect
-
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return []
+    return kind, obj
 
 
 @MODELS.register("target")
@@ -86,11 +78,9 @@ def target_model(input_shape, out_dim, *, target=None, kwargs=None, **_) -> Mode
     """Your model from ``model.target`` (module docstring)."""
     kwargs = dict(kwargs or {})
     available = {"out_dim": out_dim, "input_shape": tuple(input_shape)}
-    kind = check_model_target(target, kwargs, tuple(input_shape), out_dim)
-    factory = load_target(target, "model.target")
+    kind, obj = check_model_target(target, kwargs, tuple(input_shape), out_dim)
     if kind == "nnx":
-        return _from_nnx(factory, kwargs, available)
-    obj = call_with(factory, kwargs, available)
+        return _from_nnx(load_target(target, "model.target"), kwargs, available, obj)
     if kind == "linen":
         return from_flax(obj, tuple(input_shape))
     init, apply = obj

@@ -68,16 +68,28 @@ def _target_factory(target: str | None):
     return load_target(target, "optimizer.target")
 
 
+def is_traced(value) -> bool:
+    """Whether an optimizer argument is traced under ``inject_hyperparams`` (a number, not a flag)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _target_kwargs(factory, lr, kwargs: dict) -> dict:
+    """``optimizer.kwargs`` plus ``learning_rate=optimizer.lr`` when the target takes one."""
+    from dynamics.targets import takes
+
+    kwargs = dict(kwargs or {})
+    if takes(factory, "learning_rate"):
+        kwargs.setdefault("learning_rate", lr)
+    return kwargs
+
+
 def build_target(target: str | None, lr, kwargs: dict) -> optax.GradientTransformation:
     """``optimizer.target`` called with ``optimizer.kwargs`` (and ``learning_rate=optimizer.lr`` if it
     takes one) under ``optax.inject_hyperparams``: numeric kwargs are traced. One-line ``ConfigError``
     when the result is not an optax ``GradientTransformation``."""
     factory = _target_factory(target)
-    kwargs = dict(kwargs or {})
-    if "learning_rate" in inspect.signature(factory).parameters and "learning_rate" not in kwargs:
-        kwargs["learning_rate"] = lr
-    static = tuple(k for k, v in kwargs.items()
-                   if isinstance(v, bool) or not isinstance(v, (int, float)))
+    kwargs = _target_kwargs(factory, lr, kwargs)
+    static = tuple(k for k, v in kwargs.items() if not is_traced(v))
     try:
         plain = factory(**kwargs)
     except TypeError as err:
@@ -87,11 +99,6 @@ def build_target(target: str | None, lr, kwargs: dict) -> optax.GradientTransfor
         raise ConfigError(f"optimizer.target={target!r} is invalid: it returned "
                           f"{type(plain).__name__}; allowed an optax GradientTransformation")
     return optax.inject_hyperparams(factory, static_args=static)(**kwargs)
-
-
-def is_known(name: str) -> bool:
-    """Whether ``optimizer.name`` is a house optimizer or an optax alias the trainer can run."""
-    return name in OPTIMIZERS or name in alias_names() or name == TARGET
 
 
 def check_optimizer(name: str, args: dict | None = None) -> None:
@@ -120,9 +127,8 @@ def hyperparams_of(name: str, config: dict) -> dict:
     (``lr``, ``momentum``, ... and the free ``args``): numbers as floats, flags as given."""
     args = dict(config.get("args") or {})
     if name == TARGET:
-        args = {**args, **(config.get("kwargs") or {})}
-        if "learning_rate" in inspect.signature(_target_factory(config.get("target"))).parameters:
-            args.setdefault("learning_rate", config["lr"])
+        args = _target_kwargs(_target_factory(config.get("target")), config["lr"],
+                              {**args, **(config.get("kwargs") or {})})
         return {k: _plain(v) for k, v in args.items()}
     if name in OPTIMIZERS:
         spec = OPTIMIZERS.get(name)
@@ -137,9 +143,7 @@ def hyperparams_of(name: str, config: dict) -> dict:
 
 
 def _plain(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    return float(value)
+    return float(value) if is_traced(value) else value
 
 
 def build_optimizer(name: str, /, **config) -> optax.GradientTransformationExtraArgs:
@@ -167,9 +171,8 @@ def build_optimizer(name: str, /, **config) -> optax.GradientTransformationExtra
     traced = {arg: float(config[key]) for arg, key in spec.hparams.items()}
     static = {**spec.static, **{arg: bool(config.get(key, False)) for arg, key in spec.flags.items()}}
     extra = _house_extra_args(name, args)
-    static.update({k: v for k, v in extra.items() if not isinstance(v, (int, float))
-                   or isinstance(v, bool)})
-    traced.update({k: v for k, v in extra.items() if k not in static})
+    static.update({k: v for k, v in extra.items() if not is_traced(v)})
+    traced.update({k: v for k, v in extra.items() if is_traced(v)})
     return optax.inject_hyperparams(spec.factory, static_args=tuple(static))(**traced, **static)
 
 

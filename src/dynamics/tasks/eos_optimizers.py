@@ -47,10 +47,10 @@ def optimizer_config(cfg: Config, label: str, spec: dict) -> Config:
     criteria = dict(spec.get("criteria") or {})
     probes = cfg.probes
     if not_applicable_reason("eos", optimizer.name) is None:
+        from dynamics.tasks.train import claim_probe_node
+
         probe = required_probe("eos", optimizer.name, criteria)
-        base = cfg.probes.sharpness
-        node = dataclasses.replace(getattr(cfg.probes, probe), every=cfg.eos_optimizers.every,
-                                   tol=base.tol, max_iters=base.max_iters)
+        node = claim_probe_node(cfg.probes, probe, cfg.eos_optimizers.every)
         try:
             node = dataclasses.replace(node, **(spec.get("probe") or {}))
         except TypeError as err:
@@ -115,8 +115,9 @@ def run_eos_optimizers(cfg: Config, run: RunDir) -> dict:
     """Run claim ``eos`` for every optimizer of ``eos_optimizers.runs`` and judge them together."""
     from dynamics.tasks.train import run_train
 
+    configs = optimizer_configs(cfg)
     results, panels = {}, []
-    for label, sub in optimizer_configs(cfg).items():
+    for label, sub in configs.items():
         sub_run = RunDir(run.path / "optimizers" / label)
         log.info("%s: %s (%s, lr %g)", cfg.name, label, sub.optimizer.name, sub.optimizer.lr)
         summary = run_child(run_train, sub, sub_run, label)
@@ -130,7 +131,7 @@ def run_eos_optimizers(cfg: Config, run: RunDir) -> dict:
     statuses = [s["status"] for s in results.values()]
     return {"status": "finished" if "finished" in statuses else statuses[0],
             "hparams": {label: {"optimizer": c.optimizer.name, "lr": c.optimizer.lr}
-                        for label, c in optimizer_configs(cfg).items()},
+                        for label, c in configs.items()},
             "optimizer_runs": [{"dir": f"optimizers/{label}", "status": s["status"],
                                 "passed": (s.get("verdict") or {}).get("passed")}
                                for label, s in results.items()],

@@ -39,7 +39,7 @@ def grid_configs(cfg: Config) -> list[Config]:
         seed = point.pop("seed", cfg.seed)
         args = {k.removeprefix("args."): point.pop(k) for k in list(point) if k.startswith("args.")}
         optimizer = dataclasses.replace(cfg.optimizer, **point, args={**cfg.optimizer.args, **args})
-        empty = dataclasses.replace(cfg.vmap, **{k: None for k in axes if k in point or k == "seed"},
+        empty = dataclasses.replace(cfg.vmap, **{k: None for k in axes if not k.startswith("args.")},
                                     args={})
         configs.append(dataclasses.replace(cfg, seed=int(seed), optimizer=optimizer, vmap=empty))
     return configs

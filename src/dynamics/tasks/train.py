@@ -281,6 +281,14 @@ def vmap_axes(cfg: Config) -> dict[str, list]:
     return axes
 
 
+def claim_probe_node(probes, probe: str, every: int):
+    """The config node of probe ``probe`` (a claim's curvature probe) measuring every ``every`` steps
+    with the tolerance and matvec budget of ``probes.sharpness``."""
+    base = probes.sharpness
+    return dataclasses.replace(getattr(probes, probe), every=every, tol=base.tol,
+                               max_iters=base.max_iters)
+
+
 def with_claim_probe(cfg: Config) -> Config:
     """The curvature probe the claim reads, switched on at ``probes.sharpness``' cadence and tolerance
     when it is off and the sharpness probe is on (``+exp=eos optimizer.name=amsgrad`` measures
@@ -289,8 +297,7 @@ def with_claim_probe(cfg: Config) -> Config:
     base = cfg.probes.sharpness
     if probe is None or getattr(cfg.probes, probe).every > 0 or base.every == 0:
         return cfg
-    node = dataclasses.replace(getattr(cfg.probes, probe), every=base.every, tol=base.tol,
-                               max_iters=base.max_iters)
+    node = claim_probe_node(cfg.probes, probe, base.every)
     log.info("claim %s reads %s for %s: measured every %d steps, like probes.sharpness", cfg.claim.name,
              probe, cfg.optimizer.name, base.every)
     return dataclasses.replace(cfg, probes=dataclasses.replace(cfg.probes, **{probe: node}))
