@@ -86,3 +86,26 @@ def test_full_size_claim_passes_and_adam_below_its_band_fails(compose, tmp_path)
               tmp_path / "control")["verdict"]
     assert bad["passed"] is False
     assert [f.split(" ")[0] for f in bad["failed"]] == ["adam"]
+
+
+def test_ctrl_c_leaves_the_parent_and_the_optimizer_run_interrupted(compose, tmp_path, interrupt_at):
+    """SIGINT inside an entry's run: the parent and that entry's directory both say ``interrupted``
+    with the step reached (the entry's partial chunk cut back to its last chunk end), and load_runs
+    lists the entry, not the parent."""
+    import json
+
+    from dynamics.io import load_runs, read_metrics
+
+    cfg = compose("+exp=eos_optimizers", "eos_optimizers.only=[gd]", "claim.seeds=1",
+                  "train.steps=60", "train.chunk=5", "eos_optimizers.every=10", "data.n_train=64")
+    interrupt_at(30)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path)
+    parent = json.loads((tmp_path / "summary.json").read_text())
+    child = json.loads((tmp_path / "optimizers" / "gd" / "summary.json").read_text())
+    assert parent["status"] == child["status"] == "interrupted"
+    assert child["signal"] == "SIGINT" and child["steps_completed"] >= 30
+    steps = [r["step"] for r in read_metrics(tmp_path / "optimizers" / "gd")]
+    assert steps == list(range(child["steps_completed"]))
+    assert [(r["run_dir"], r["status"]) for r in load_runs(tmp_path)] == [
+        (str(tmp_path / "optimizers" / "gd"), "interrupted")]

@@ -145,15 +145,10 @@ def _run_locked(cfg, out_dir: Path) -> dict:
         run_dir.write_summary({**base, "status": "failed", "error": str(err)})
         raise
     except KeyboardInterrupt as err:
-        step = run_dir.rewind_to_mark()
-        rows = run_dir.rows
-        if step is None:  # a task that does not mark chunk ends: the last logged step
-            step = rows[-1]["step"] if rows else 0
-        name = getattr(err, "signal", "SIGINT")
-        run_dir.write_summary({**base, "status": "interrupted", "signal": name,
-                               "steps_completed": step, "final": rows[-1] if rows else {},
-                               "wall_time_s": time.perf_counter() - start})
-        log.warning("%s: interrupted by %s at step %d (%s)", cfg.name, name, step, out_dir)
+        stopped = run_dir.interrupted(err)
+        run_dir.write_summary({**base, **stopped, "wall_time_s": time.perf_counter() - start})
+        log.warning("%s: interrupted by %s at step %d (%s)", cfg.name, stopped["signal"],
+                    stopped["steps_completed"], out_dir)
         raise
     except OSError as err:  # disk full, read-only: record it if the disk still lets us, then report
         with contextlib.suppress(OSError):

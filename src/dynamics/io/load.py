@@ -27,6 +27,12 @@ def natural_key(path: Path | str) -> list:
             for part in re.split(r"(\d+)", str(path)) if part]
 
 
+# A parent run (a vmapped sweep, a claim over seeds, eos_optimizers) lists its children under these
+# summary keys and keeps them in these folders; the children are the runs.
+PARENT_KEYS = ("vmap_points", "seed_runs", "optimizer_runs")
+CHILD_DIRS = ("points", "seeds", "optimizers")
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The rows of one run's metrics.jsonl; a line that is not JSON (a run killed while writing it)
     is skipped with a warning naming the file and line."""
@@ -105,9 +111,9 @@ def load_runs(path: str | Path, *, metrics: bool = False) -> list[dict]:
                 warnings.warn(f"{summary_path}: skipped an unreadable summary ({err})",
                               RuntimeWarning, stacklevel=2)
                 continue
-        if "vmap_points" in summary or "seed_runs" in summary:  # a parent: its points are the runs
+        if any(k in summary for k in PARENT_KEYS):  # a parent: its points are the runs
             continue
-        if (run_dir / "points").is_dir() or (run_dir / "seeds").is_dir():
+        if any((run_dir / d).is_dir() for d in CHILD_DIRS):
             continue  # the parent of a sweep that has not written its summary yet
         row = {"run_dir": str(run_dir)}
         config_path = run_dir / ".hydra" / "config.yaml"

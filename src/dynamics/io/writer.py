@@ -180,6 +180,15 @@ class RunDir:
         """Close metrics.jsonl (``write_summary`` does, for a final summary)."""
         self._metrics.close()
 
+    def interrupted(self, err: BaseException) -> dict:
+        """The summary fields of a run stopped by ``err`` (SIGINT, or SIGTERM's ``Terminated``): an
+        interrupted chunk's partial rows are cut back to the last chunk end (``rewind_to_mark``)."""
+        step = self.rewind_to_mark()
+        if step is None:  # a task that does not mark chunk ends: the last logged step
+            step = self.rows[-1]["step"] if self.rows else 0
+        return {"status": "interrupted", "signal": getattr(err, "signal", "SIGINT"),
+                "steps_completed": step, "final": self.rows[-1] if self.rows else {}}
+
     def write_summary(self, summary: dict, *, final: bool = True) -> Path:
         """Write summary.json atomically; a ``final`` one also closes metrics.jsonl."""
         if final:

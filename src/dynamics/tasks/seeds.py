@@ -17,14 +17,19 @@ log = logging.getLogger("dynamics")
 
 
 def run_child(task, cfg: Config, child: RunDir, what: str) -> dict:
-    """Run ``task`` into the child run directory ``child`` and write its summary. A config error stops
-    everything; any other error is recorded there as ``failed`` (with the error) and the caller goes on
-    (its claim counts the child as not passing)."""
+    """Run ``task`` into the child run directory ``child`` and write its summary: ``running`` while it
+    runs, then its own. A config error stops everything; SIGINT / SIGTERM leave the child
+    ``interrupted`` (with the step reached) and propagate; any other error is recorded there as
+    ``failed`` (with the error) and the caller goes on (its claim counts the child as not passing)."""
     child.write_config(dataclasses.asdict(cfg))
+    child.write_summary({"name": cfg.name, "status": "running", "steps_completed": 0}, final=False)
     try:
         summary = task(cfg, child)
     except ConfigError:
         child.close()
+        raise
+    except KeyboardInterrupt as err:
+        child.write_summary({"name": cfg.name, **child.interrupted(err)})
         raise
     except Exception as err:
         log.error("%s failed:\n%s", what, traceback.format_exc())
