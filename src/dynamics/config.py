@@ -81,6 +81,12 @@ class SharpnessProbeConfig:
     k: int = 1
     where: str = "iterate"  # iterate | midpoint (of θ_t and θ_{t+1})
     loss: Optional[str] = None  # None: the training loss; or a registered loss, e.g. mse
+    # grow the tracked block by itself (dynamics.probes.tracking): while the smallest tracked
+    # eigenvalue is >= track_fraction * threshold, up to k_max (null: k fixed; 0.75: the central
+    # flows' 1.5/η)
+    track_fraction: Optional[float] = None
+    k_max: int = 8
+    threshold: Optional[float] = None  # null: the optimizer's threshold from the table
 
 
 @dataclass

@@ -80,6 +80,7 @@ def validate(cfg: Config) -> None:
     check(c.keep > 0, "checkpoint.keep", c.keep, "an integer > 0")
     for probe in dataclasses.fields(cfg.probes):
         _validate_probe(probe.name, getattr(cfg.probes, probe.name), t.chunk)
+        _validate_tracking(probe.name, getattr(cfg.probes, probe.name), cfg.optimizer.name)
     for key in ("n_train", "n_test"):
         value = getattr(cfg.data, key)
         check(value is None or value > 0, f"data.{key}", value, "null (all) or an integer > 0")
@@ -262,6 +263,23 @@ def _validate_probe(name: str, probe, chunk: int) -> None:
         from dynamics.losses import LOSSES
 
         LOSSES.get(probe.loss)
+
+
+def _validate_tracking(name: str, probe, optimizer: str) -> None:
+    """``probes.<name>.track_fraction``: a fraction > 0, ``k_max >= k``, a threshold to grow against."""
+    if getattr(probe, "track_fraction", None) is None or probe.every == 0:
+        return
+    from dynamics.probes.tracking import missing_threshold
+
+    key = f"probes.{name}"
+    check(probe.track_fraction > 0, f"{key}.track_fraction", probe.track_fraction,
+          "null (k fixed) or a fraction > 0")
+    check(probe.k_max >= probe.k, f"{key}.k_max", probe.k_max, f"an integer >= {key}.k={probe.k}")
+    check(probe.threshold is None or probe.threshold > 0, f"{key}.threshold", probe.threshold,
+          "null (the optimizer's threshold) or a number > 0")
+    reason = None if probe.threshold is not None else missing_threshold(name, optimizer)
+    check(reason is None, f"{key}.threshold", probe.threshold,
+          f"a number > 0 to track against ({reason})")
 
 
 __all__ = ["check_keys", "estimate_memory", "validate"]

@@ -52,6 +52,7 @@ class Probe(NamedTuple):
 
     ``fn(train_state, probe_state, key, *data) -> (metrics, probe_state)`` is pure (not jitted) and
     receives its arrays ``data`` as arguments, so it can be jitted alone or ``vmap``-ped over a sweep.
+    A growing probe's ``fn`` sees only the tracked rows of its state (see ``growth``).
     """
 
     name: str
@@ -59,10 +60,18 @@ class Probe(NamedTuple):
     init_state: PyTree
     fn: Callable[..., tuple[dict[str, Any], PyTree]]
     data: tuple = ()
+    growth: Any = None  # a ``dynamics.probes.tracking.Growth``: the tracked block grows by itself
 
     def measure(self, train_state, probe_state, key):
         """Run the jitted measurement on this probe's data."""
-        return jitted(self.fn)(train_state, probe_state, key, *self.data)
+        return self.measure_with(jitted(self.fn), train_state, probe_state, key)
+
+    def measure_with(self, call: Callable, train_state, probe_state, key, batched: bool = False):
+        """Measure with ``call``, the jitted ``fn`` (``batched``: ``jax.vmap``-ped over a sweep's
+        points), growing the tracked block first where the probe grows."""
+        if self.growth is None:
+            return call(train_state, probe_state, key, *self.data)
+        return self.growth.measure(call, train_state, probe_state, key, self.data, batched)
 
 
 PROBES: Registry[Callable[..., Probe]] = Registry("probe", "probes")

@@ -19,6 +19,7 @@ from dynamics.curvature.ggn import ggn_top_eigenvalues, output_loss
 from dynamics.optim.thresholds import stability_of
 from dynamics.losses import LOSSES
 from dynamics.probes.base import PROBES, Probe, ProbeContext
+from dynamics.probes.tracking import Growth, missing_threshold, threshold_fn
 
 WHERE = ("iterate", "midpoint")
 METHODS = ("lanczos", "power", "lobpcg")
@@ -53,6 +54,34 @@ def _curvature_probe(name, ctx: ProbeContext, params, key, *, every, n_examples,
     return Probe(name, every, init_state, fn, (x, y, train_x, train_y))
 
 
+def _eigen_probe(name, ctx: ProbeContext, params, key, *, solve, k, track_fraction, k_max,
+                 threshold, **common) -> Probe:
+    """A top-``k`` eigenvalue probe; with ``track_fraction`` its block grows by itself from ``k`` up
+    to ``k_max`` (:mod:`dynamics.probes.tracking`)."""
+    metrics = _eigen_metrics(name)
+    if track_fraction is None:
+        return _curvature_probe(name, ctx, params, key, solve=solve, metrics=metrics,
+                                init_state=_stack(initial_block(params, k, key), params), **common)
+    reason = None if threshold is not None else missing_threshold(name, ctx.optimizer)
+    check(reason is None, f"probes.{name}.threshold", threshold,
+          f"a number > 0 to track against ({reason})")
+    growth = Growth(name, float(track_fraction), int(k_max))
+    threshold_of = threshold_fn(ctx.optimizer, ctx.hparams, threshold)
+
+    def solve_tracked(loss_fn, point, state, vectors, key):
+        res, vectors = solve(loss_fn, point, state, vectors, key)
+        return (res, threshold_of(state)), vectors
+
+    def tracked_metrics(out):
+        res, value = out
+        return {**metrics(res), f"{name}_threshold": value}
+
+    block = _stack(initial_block(params, k_max, key), params)
+    probe = _curvature_probe(name, ctx, params, key, solve=solve_tracked, metrics=tracked_metrics,
+                             init_state=growth.initial_state(block, k), **common)
+    return probe._replace(growth=growth)
+
+
 def _eigen_metrics(prefix):
     def metrics(res):
         out = {prefix: res.values[0], f"{prefix}_matvecs": res.num_matvecs,
@@ -65,18 +94,18 @@ def _eigen_metrics(prefix):
 
 
 def _sharpness(name, ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
-               max_iters=100, method="lanczos", k=1, where="iterate", loss=None, **_) -> Probe:
+               max_iters=100, method="lanczos", k=1, where="iterate", loss=None,
+               track_fraction=None, k_max=8, threshold=None, **_) -> Probe:
     check(method in METHODS, f"probes.{name}.method", method, " | ".join(METHODS))
 
     def solve(loss_fn, point, state, vectors, key):
-        res = top_eigenvalues(loss_fn, point, k, key=key, method=method, tol=tol,
+        res = top_eigenvalues(loss_fn, point, _rows(vectors), key=key, method=method, tol=tol,
                               max_iters=max_iters, init=vectors)
         return res, res.vectors
 
-    return _curvature_probe(name, ctx, params, key, every=every, n_examples=n_examples,
-                            where=where, loss=loss, solve=solve,
-                            init_state=_stack(initial_block(params, k, key), params),
-                            metrics=_eigen_metrics(name))
+    return _eigen_probe(name, ctx, params, key, solve=solve, k=k, track_fraction=track_fraction,
+                        k_max=k_max, threshold=threshold, every=every, n_examples=n_examples, where=where,
+                        loss=loss)
 
 
 @PROBES.register("sharpness")
@@ -96,7 +125,8 @@ def loss_sharpness(ctx: ProbeContext, params, key, **options) -> Probe:
 @PROBES.register("precond_sharpness")
 def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
                       max_iters=100, method="lanczos", k=1, where="iterate", loss=None,
-                      convention="locuslab", **_) -> Probe:
+                      convention="locuslab", track_fraction=None, k_max=8, threshold=None,
+                      **_) -> Probe:
     """λ_max(P⁻¹∇²L) with P Adam's / RMSprop's diagonal preconditioner (``precond_sharpness``).
 
     ``convention="locuslab"``: P = (1 − β1^t)(√ν̂ + ε) (the update is η P⁻¹ m with m the EMA
@@ -116,14 +146,13 @@ def precond_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=
                    else adaptive_preconditioner(state.opt_state, convention=convention))
         # undefined before the first update (RMSprop's ν = 0 would give P = √ε): NaN at step 0
         precond = jax.tree.map(lambda p: jnp.where(state.step > 0, p, jnp.nan), precond)
-        res = preconditioned_sharpness(loss_fn, point, precond, k, key=key, method=method, tol=tol,
-                                       max_iters=max_iters, init=vectors)
+        res = preconditioned_sharpness(loss_fn, point, precond, _rows(vectors), key=key,
+                                       method=method, tol=tol, max_iters=max_iters, init=vectors)
         return res, res.vectors
 
-    return _curvature_probe("precond_sharpness", ctx, params, key, every=every,
-                            n_examples=n_examples, where=where, loss=loss, solve=solve,
-                            init_state=_stack(initial_block(params, k, key), params),
-                            metrics=_eigen_metrics("precond_sharpness"))
+    return _eigen_probe("precond_sharpness", ctx, params, key, solve=solve, k=k,
+                        track_fraction=track_fraction, k_max=k_max, threshold=threshold, every=every, n_examples=n_examples,
+                        where=where, loss=loss)
 
 
 def loss_name(ctx: ProbeContext, loss: str | None) -> str:
@@ -136,7 +165,7 @@ def loss_name(ctx: ProbeContext, loss: str | None) -> str:
 @PROBES.register("ggn_sharpness")
 def ggn_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None, tol=1e-3,
                   max_iters=100, method="lanczos", k=1, where="iterate", loss=None,
-                  operator="ggn", **_) -> Probe:
+                  operator="ggn", track_fraction=None, k_max=8, threshold=None, **_) -> Probe:
     """Top-``k`` eigenvalues of the Gauss-Newton matrix G = JᵀH_ℓJ (``ggn_sharpness``, …), or of the
     empirical Fisher (``operator="empirical_fisher"``), on the probe's examples: ``ggn_vp`` with the
     closed-form output Hessian of ``mse`` / ``cross_entropy`` (autodiff for other losses). λ_max(G)
@@ -147,15 +176,14 @@ def ggn_sharpness(ctx: ProbeContext, params, key, *, every: int, n_examples=None
     name = loss_name(ctx, loss)
 
     def solve(loss_fn, point, state, vectors, key):
-        res = ggn_top_eigenvalues(loss_fn.outputs, output_loss(name, loss_fn.targets), point, k,
-                                  key=key, operator=operator, method=method, tol=tol,
-                                  max_iters=max_iters, init=vectors)
+        res = ggn_top_eigenvalues(loss_fn.outputs, output_loss(name, loss_fn.targets), point,
+                                  _rows(vectors), key=key, operator=operator, method=method,
+                                  tol=tol, max_iters=max_iters, init=vectors)
         return res, res.vectors
 
-    return _curvature_probe("ggn_sharpness", ctx, params, key, every=every, n_examples=n_examples,
-                            where=where, loss=loss, solve=solve,
-                            init_state=_stack(initial_block(params, k, key), params),
-                            metrics=_eigen_metrics("ggn_sharpness"))
+    return _eigen_probe("ggn_sharpness", ctx, params, key, solve=solve, k=k,
+                        track_fraction=track_fraction, k_max=k_max, threshold=threshold, every=every, n_examples=n_examples,
+                        where=where, loss=loss)
 
 
 @PROBES.register("spherical_sharpness")
@@ -194,6 +222,11 @@ def trace(ctx: ProbeContext, params, key, *, every: int, n_examples=None, num_sa
 
     return _curvature_probe("trace", ctx, params, key, every=every, n_examples=n_examples,
                             where=where, loss=loss, solve=solve, init_state=None, metrics=metrics)
+
+
+def _rows(vectors) -> int:
+    """The number of stacked vectors (the block size ``k``, static)."""
+    return jax.tree.leaves(vectors)[0].shape[0]
 
 
 def _stack(block, params):

@@ -147,8 +147,8 @@ def train_vmapped(states: TrainState, step_fn: Callable, x: jax.Array, y: jax.Ar
         keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(probe_keys)
         for probe in probes:
             if probe.every > 0 and step % probe.every == 0:
-                metrics, probe_states[probe.name] = measure[probe.name](
-                    states, probe_states[probe.name], keys, *probe.data)
+                metrics, probe_states[probe.name] = probe.measure_with(
+                    measure[probe.name], states, probe_states[probe.name], keys, batched=True)
                 metrics = jax.device_get(metrics)
                 for i in range(n):
                     rows[i].update({k: to_python(v[i]) for k, v in metrics.items()})
