@@ -86,3 +86,26 @@ def interrupt_at(monkeypatch):
 
     yield arm
     signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture
+def resumes_identically(tmp_path, interrupt_at):
+    """``resumes_identically(make_cfg, at)``: run ``make_cfg()`` whole; run it again, SIGTERM (a
+    checkpoint, then KeyboardInterrupt) once training reaches step ``at``; resume it with
+    ``make_cfg("resume=true")``; assert it finishes and that both metrics.jsonl are byte-identical.
+    Returns the whole run's directory."""
+    import signal
+
+    from dynamics.run import run
+
+    def check(make_cfg, at):
+        run(make_cfg(), tmp_path / "whole")
+        interrupt_at(at, signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            run(make_cfg(), tmp_path / "broken")
+        assert run(make_cfg("resume=true"), tmp_path / "broken")["status"] == "finished"
+        whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+        assert (tmp_path / "broken" / "metrics.jsonl").read_bytes() == whole
+        return tmp_path / "whole"
+
+    return check

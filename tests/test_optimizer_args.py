@@ -4,7 +4,6 @@ alias run against the uninterrupted one; the EoS claim's "not applicable" verdic
 without a known threshold."""
 
 import logging
-import signal
 
 import jax
 import optax
@@ -117,18 +116,11 @@ def test_vmap_args_value_must_be_numeric_and_an_argument(compose):
         validate(small(compose, "optimizer.name=nadam", "+vmap.args.bb=[0.5]"))
 
 
-def test_a_resumed_alias_run_writes_the_uninterrupted_metrics(compose, tmp_path, interrupt_at):
+def test_a_resumed_alias_run_writes_the_uninterrupted_metrics(compose, resumes_identically):
     """lion with its state checkpointed (SIGTERM at step 9 saves there), resumed: byte-identical."""
     args = ("optimizer.name=lion", "optimizer.lr=0.01", "train.steps=16", "train.chunk=1",
             "checkpoint.every=4")
-    run(small(compose, *args), tmp_path / "whole")
-    interrupt_at(9, signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        run(small(compose, *args), tmp_path / "broken")
-    resumed = run(small(compose, *args, "resume=true"), tmp_path / "broken")
-    assert resumed["status"] == "finished"
-    whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
-    assert (tmp_path / "broken" / "metrics.jsonl").read_bytes() == whole
+    resumes_identically(lambda *more: small(compose, *args, *more), at=9)
 
 
 def test_eos_claim_without_a_threshold_is_not_applicable_not_a_late_error(compose, tmp_path,
