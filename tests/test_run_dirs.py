@@ -101,3 +101,27 @@ def test_resume_without_a_checkpoint_says_so(compose, tmp_path, caplog):
         out = run(compose("+exp=smoke", "resume=true"), tmp_path / "typo")
     assert out["status"] == "finished"
     assert "resume: no checkpoint in" in caplog.text and "starting from step 0" in caplog.text
+
+
+def test_sigint_in_a_vmapped_sweep_leaves_every_point_interrupted_or_diverged(compose, tmp_path,
+                                                                              interrupt_at):
+    """Ctrl-C in a vmapped learning-rate sweep: each point's directory says ``running`` while it
+    trains and then ``interrupted`` at the last chunk end (rows cut back to it), or ``diverged`` at its
+    step if it had diverged before; load_runs lists the points with those statuses."""
+    cfg = compose("+exp=smoke", "train.steps=200", "train.chunk=5", "checkpoint.every=0",
+                  "+vmap.lr=[0.05,40.0]")
+    interrupt_at(30)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path)
+    healthy, blown = (summary(tmp_path / "points" / str(i)) for i in (0, 1))
+    assert healthy["status"] == "interrupted" and healthy["signal"] == "SIGINT"
+    assert healthy["steps_completed"] >= 30 and healthy["steps_completed"] % 5 == 0
+    steps = [r["step"] for r in read_metrics(tmp_path / "points" / "0")]
+    assert steps == list(range(healthy["steps_completed"]))
+    assert blown["status"] == "diverged"
+    rows = read_metrics(tmp_path / "points" / "1")
+    assert blown["diverged_step"] == rows[-1]["step"] < 30 and rows[-1]["loss"] is None
+    assert summary(tmp_path)["status"] == "interrupted"
+    statuses = {r["run_dir"]: r["status"] for r in load_runs(tmp_path)}
+    assert statuses == {str(tmp_path / "points" / "0"): "interrupted",
+                        str(tmp_path / "points" / "1"): "diverged"}

@@ -69,12 +69,23 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
     dirs = [RunDir(run.path / "points" / str(i)) for i in range(len(points))]
     for d, c in zip(dirs, configs):
         d.write_config(dataclasses.asdict(c))
+        d.write_summary({"name": cfg.name, "status": "running", "steps_completed": 0, "vmap": True},
+                        final=False)
+        d.mark(0)
     log.info("%s: vmapped sweep of %d points over %s", cfg.name, len(points), list(vmap_axes(cfg)))
 
     probes = [p._replace(init_state=stack([q.probes[j].init_state for q in points]),
                          data=stack([q.probes[j].data for q in points]))
               for j, p in enumerate(first.probes)]
     progress = Progress(first.steps, enabled=cfg.progress, desc=f"{cfg.name} ×{len(points)}")
+    done = [0]
+
+    def on_progress(n):  # every point's rows of the chunk are written: mark its end
+        done[0] += n
+        for d in dirs:
+            d.mark(done[0])
+        progress.update(n, **loss_range(dirs))
+
     try:
         outcomes = train_vmapped(
             stack([p.state for p in points]), first.step_fn,
@@ -82,8 +93,11 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
             steps=first.steps, chunk=cfg.train.chunk, probes=probes,
             probe_keys=stack([p.probe_key for p in points]), final_metrics=first.train_metrics,
             on_rows=lambda i, rows: dirs[i].log(with_time(rows, points[i].dt)),
-            log_every=cfg.train.log_every,
-            on_progress=lambda n: progress.update(n, **loss_range(dirs)))
+            log_every=cfg.train.log_every, on_progress=on_progress)
+    except KeyboardInterrupt as err:  # each point says so, cut back to the last chunk end
+        for d in dirs:
+            d.write_summary({"name": cfg.name, **stopped(d, err), "vmap": True})
+        raise
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
@@ -104,6 +118,16 @@ def run_vmapped(cfg: Config, run: RunDir) -> dict:
             "vmap_points": table,
             "hparams": {"lr": cfg.optimizer.lr, "vmap": vmap_axes(cfg)},
             "verdict": claim_over_seeds(cfg, configs, summaries, swept)}
+
+
+def stopped(d: RunDir, err: BaseException) -> dict:
+    """A point's summary fields when the sweep is interrupted: ``diverged`` at its step if it had
+    already diverged (its rows end there), else ``interrupted`` at the last chunk end."""
+    summary = d.interrupted(err)
+    last = d.rows[-1] if d.rows else {}
+    if last.get("loss", 0.0) is None:
+        return {**summary, "status": "diverged", "diverged_step": last["step"]}
+    return summary
 
 
 def loss_range(dirs: list[RunDir]) -> dict:
