@@ -32,12 +32,15 @@ import jax.numpy as jnp
 from jax.extend.core import jaxprs_in_params
 
 from dynamics.compiled import self_compiling
+from dynamics.ntk.structured import costs as structured_costs
+from dynamics.ntk.structured import plan as structured_plan
+from dynamics.ntk.structured import structured_ntk
 
 PyTree = object
 ApplyFn = Callable[[PyTree, PyTree], jax.Array]
 
 _HIGHEST = jax.lax.Precision.HIGHEST
-_METHODS = ("auto", "jacobian", "ntvp")
+_METHODS = ("auto", "jacobian", "ntvp", "structured")
 
 
 def _num_examples(x: PyTree) -> int:
@@ -180,39 +183,61 @@ def _forward_flops(jaxpr) -> float:
     return total
 
 
-def _spec(a) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+def _same_examples(x1: PyTree, x2: PyTree | None) -> bool:
+    """``x2`` is ``None`` or has ``x1``'s per-example shapes and dtypes (one trace fits both)."""
+    if x2 is None:
+        return True
+    per_example = lambda x: jax.tree.map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), x)  # noqa: E731
+    try:
+        return per_example(x1) == per_example(x2)
+    except Exception:
+        return False
 
 
-def choose_method(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | None = None, *,
-                  batch_size: int | None = None) -> str:
-    r"""The cheaper eNTK method for these shapes: ``"jacobian"`` or ``"ntvp"``.
-
-    Compares the flop models of the two methods (Novak et al. 2022, Table 1) with ``F`` the flops of
-    one example's forward pass (counted on the jaxpr of ``apply_fn``: matmuls and convolutions, plus
-    one per elementwise output), ``P`` parameters and ``O`` logits:
-
-    - Jacobian contraction: :math:`(N_1 + N_2)(1 + 2O)F + 2N_1N_2O^2P` (one side when ``x2`` is
-      ``None`` and unchunked);
-    - NTK-vector products: :math:`N_2(1 + 2O)F + 3N_1N_2OF`.
-
-    For an MLP (:math:`F \approx 2P`) NTK-vector products win from about three logits on; for a
-    convolutional net (:math:`F \gg P`) with few logits the Jacobian wins. Works on tracers too (only
-    shapes are used).
-    """
-    p_spec = jax.tree.map(_spec, params)
-    x_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1,) + jnp.shape(a)[1:], jnp.result_type(a)),
-                          x1)
-    closed, out = jax.make_jaxpr(apply_fn, return_shape=True)(p_spec, x_spec)
-    flops = max(_forward_flops(closed.jaxpr), 1.0)
-    num_params = sum(prod(leaf.shape) for leaf in jax.tree.leaves(p_spec))
+def _choose(apply_fn, params, x1, x2, batch_size):
+    """``(method, plan, fallback)``: the cheapest method by the flop models of
+    :func:`choose_method`, the structured plan and the method for its fallback leaves."""
+    the_plan = structured_plan(apply_fn, params, x1)
+    flops = max(_forward_flops(the_plan.jaxpr.jaxpr), 1.0)
+    num_params = sum(prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
+    out = the_plan.jaxpr.out_avals[0]
     o = prod(out.shape[1:]) if len(out.shape) > 1 else 1
     n1 = _num_examples(x1)
     n2 = n1 if x2 is None else _num_examples(x2)
     sides = n1 if (x2 is None and batch_size is None) else n1 + n2
-    jacobian = sides * (1 + 2 * o) * flops + 2.0 * n1 * n2 * o * o * num_params
-    ntvp = n2 * (1 + 2 * o) * flops + 3.0 * n1 * n2 * o * flops
-    return "ntvp" if ntvp < jacobian else "jacobian"
+    found = {
+        "jacobian": sides * (1 + 2 * o) * flops + 2.0 * n1 * n2 * o * o * num_params,
+        "ntvp": n2 * (1 + 2 * o) * flops + 3.0 * n1 * n2 * o * flops,
+    }
+    fallback = None
+    if _same_examples(x1, x2):
+        found["structured"], fallback = structured_costs(the_plan, n1, n2, o, flops, sides)
+    return min(found, key=found.get), the_plan, fallback
+
+
+def choose_method(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | None = None, *,
+                  batch_size: int | None = None) -> str:
+    r"""The cheapest eNTK method for these shapes: ``"jacobian"``, ``"ntvp"`` or ``"structured"``.
+
+    Compares flop models (Novak et al. 2022, Table 1) with ``F`` the flops of one example's forward
+    pass (counted on the jaxpr of ``apply_fn``: matmuls and convolutions, plus one per elementwise
+    output), ``P`` parameters, ``O`` logits and ``s`` the examples whose derivatives are computed
+    (:math:`N_1 + N_2`; :math:`N_1` when ``x2`` is ``None`` and unchunked):
+
+    - Jacobian contraction: :math:`s(1 + 2O)F + 2N_1N_2O^2P`;
+    - NTK-vector products: :math:`N_2(1 + 2O)F + 3N_1N_2OF`;
+    - structured products (:mod:`dynamics.ntk.structured`):
+      :math:`s(1 + 2O)F + N_1N_2(2O^2 \sum_l D_l + O^2 + 2\sum_l C_l)` for dense layers and biases
+      (output width :math:`D_l`, input width :math:`C_l` of the layers, one Gram per shared
+      cotangent), plus the cheaper of the two above restricted to the leaves no rule covers. Only
+      when ``x2`` has ``x1``'s per-example shapes.
+
+    For an MLP structured products win: :math:`\sum_l D_l` (the widths) replaces :math:`P` (the
+    squared widths) of the Jacobian contraction. For a convolutional net (:math:`F \gg P`) with few
+    logits the convolution kernels fall back to the Jacobian contraction. Works on tracers too
+    (only shapes are used).
+    """
+    return _choose(apply_fn, params, x1, x2, batch_size)[0]
 
 
 def _one_example(arguments):
@@ -223,14 +248,7 @@ def _one_example(arguments):
 
 def _x2_differs(arguments) -> bool:
     """``x2``'s examples are shaped unlike ``x1``'s: the hoisted ``apply_fn`` would not fit them."""
-    x1, x2 = arguments["x1"], arguments["x2"]
-    if x2 is None:
-        return False
-    per_example = lambda x: jax.tree.map(lambda a: (jnp.shape(a)[1:], jnp.result_type(a)), x)  # noqa: E731
-    try:
-        return per_example(x1) != per_example(x2)
-    except Exception:
-        return True
+    return not _same_examples(arguments["x1"], arguments["x2"])
 
 
 @self_compiling(static=("method", "trace_axes", "batch_size"), example=_one_example,
@@ -245,8 +263,8 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
       K(x, x') = J(x)\, J(x')^\top, \qquad J(x) = \frac{\partial f(\theta, x)}{\partial \theta}
       \in \mathbb{R}^{O \times P}.
 
-    Two implementations give the same numbers (to round-off); ``method="auto"`` (the default) picks
-    the cheaper for the shapes (:func:`choose_method`):
+    Three implementations give the same numbers (to round-off); ``method="auto"`` (the default)
+    picks the cheapest for the shapes (:func:`choose_method`):
 
     - ``"jacobian"`` (Jacobian contraction): per-example reverse-mode Jacobians of both sides,
       contracted leaf by leaf. Time :math:`\approx N O\,[\mathrm{FP}] + N_1 N_2 O^2 P`; memory
@@ -256,6 +274,13 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
       :math:`K[:, j, :, b]`. Time :math:`\approx N_2 O (N_1 + 1)\,[\mathrm{FP}]`; no
       :math:`N^2 O^2 P` contraction, so it wins when :math:`O P` dominates the forward pass (wide
       MLPs, many logits).
+    - ``"structured"`` (:mod:`dynamics.ntk.structured`): a dense kernel :math:`W` (one operand
+      of a ``dot_general``) contributes :math:`\langle X_i, X'_j\rangle\langle\delta_{i,a},
+      \delta'_{j,b}\rangle` (layer input times output cotangent), a bias
+      :math:`\langle\delta_{i,a}, \delta'_{j,b}\rangle`; time :math:`\approx N O\,[\mathrm{FP}]
+      + N_1 N_2 O^2 \sum_l D_l` (layer widths instead of :math:`P`). Leaves no rule covers (convolution
+      kernels, embeddings, shared weights) fall back to the Jacobian contraction or NTK-vector
+      products for those leaves only. Needs ``x2`` with ``x1``'s per-example shapes.
 
     With ``batch_size`` the kernel is assembled block by block (``batch_size`` examples per side per
     block, nested ``lax.map``), so peak memory is that of one block, about
@@ -269,7 +294,7 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
       x1: inputs with a leading example axis ``N1`` (an array or a pytree of arrays).
       x2: inputs with leading axis ``N2``; ``None`` means ``x1`` (the Jacobian is then computed once
         when ``batch_size`` is ``None``).
-      method: ``"auto"`` (default), ``"jacobian"`` or ``"ntvp"``.
+      method: ``"auto"`` (default), ``"jacobian"``, ``"ntvp"`` or ``"structured"``.
       trace_axes: ``()`` for the full kernel; ``(-1,)`` for neural-tangents' convention, the
         **mean** over logits :math:`\frac1O \sum_a K[i, j, a, a]` (not the sum).
       batch_size: examples per block, or ``None`` for a single block.
@@ -285,9 +310,22 @@ def empirical_ntk(apply_fn: ApplyFn, params: PyTree, x1: PyTree, x2: PyTree | No
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is unknown; valid methods: {', '.join(_METHODS)}")
     trace = _check_trace_axes(trace_axes)
-    if method == "auto":
-        method = choose_method(apply_fn, params, x1, x2, batch_size=batch_size)
-    if method == "jacobian":
+    if method in ("auto", "structured"):
+        cheapest, the_plan, fallback = _choose(apply_fn, params, x1, x2, batch_size)
+        if method == "auto":
+            method = cheapest
+        elif fallback is None:
+            raise ValueError('method="structured" needs x2 with the per-example shapes and dtypes '
+                             "of x1")
+    if method == "structured":
+        fallback = _ntvp_block if fallback == "ntvp" else None
+        if x2 is None and batch_size is None:
+            return _finish(structured_ntk(apply_fn, params, x1, the_plan=the_plan,
+                                          fallback_block=fallback), trace)
+
+        def block(a, b):
+            return structured_ntk(apply_fn, params, a, b, the_plan=the_plan, fallback_block=fallback)
+    elif method == "jacobian":
         if x2 is None and batch_size is None:
             jac = _jacobian(apply_fn, params, x1)
             return _finish(_contract(jac, jac), trace)
