@@ -10,9 +10,10 @@
 2. The full eNTK (N, N, 10, 10) of a tanh MLP 40-512-512-10 (288,778 parameters, N = 128): the default
    call ``empirical_ntk(apply, params, x, x)`` (self-compiling, ``method="auto"``) against torch.func
    ``vmap(jacrev)`` + einsum (benchmarks/torch_ntk_peer.py, in the side environment), same weights and
-   inputs; best of ``--repeats`` after a warm-up call each; kernels compared.
+   inputs; best of ``--repeats`` after a warm-up call each; kernels compared. The previous default,
+   ``method="ntvp"``, is timed too.
 
-Usage: python benchmarks/default_path.py [--peer-python /tmp/tvenv/bin/python]
+Usage: python benchmarks/default_path.py [--peer-python /tmp/tvenv/bin/python] [--only ntk]
 Prints a markdown section for BENCHMARKS.md.
 """
 
@@ -106,6 +107,9 @@ def ntk_section(peer_python: str, repeats: int, n: int):
     first_t, k = timed(lambda: empirical_ntk(model.apply, params, x, x))
     best = min(timed(lambda: empirical_ntk(model.apply, params, x, x))[0] for _ in range(repeats))
     k = np.asarray(k)
+    old_first, _ = timed(lambda: empirical_ntk(model.apply, params, x, x, method="ntvp"))
+    old = (min(timed(lambda: empirical_ntk(model.apply, params, x, x, method="ntvp"))[0]
+               for _ in range(repeats)), old_first)
     peer = None
     if Path(peer_python).exists():
         with tempfile.TemporaryDirectory() as tmp:
@@ -124,16 +128,19 @@ def ntk_section(peer_python: str, repeats: int, n: int):
                 peer = (info["seconds"], info["torch"], diff)
     else:
         print(f"no peer environment at {peer_python}", file=sys.stderr)
-    return num_params(params), n, out_dim, method, first_t, best, peer
+    return num_params(params), n, out_dim, method, first_t, best, peer, old
 
 
-def markdown(eig, ntk):
-    p, ref, rows, info = eig
+def header():
     load = os.getloadavg()[0]
-    lines = ["## The default call is the fast path (benchmarks/default_path.py)", "",
-             f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores (other jobs "
-             "share the machine: compare ratios within a table, not absolute times across runs).", "",
-             f"**λ_max to {TOL:g}.** tanh MLP 32-200-200-10 ({p:,} parameters), 1,000 examples, MSE, "
+    return ["## The default call is the fast path (benchmarks/default_path.py)", "",
+            f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores (other jobs "
+            "share the machine: compare ratios within a table, not absolute times across runs).", ""]
+
+
+def eigen_markdown(eig):
+    p, ref, rows, info = eig
+    lines = [f"**λ_max to {TOL:g}.** tanh MLP 32-200-200-10 ({p:,} parameters), 1,000 examples, MSE, "
              f"float32, cold start; reference λ_max = {ref:.6g} (float64 Lanczos, tol 1e-10). "
              "Default and jitted calls timed interleaved, best of the rounds after a warm-up call "
              "(first call, with compilation, in its own column).", "",
@@ -147,19 +154,26 @@ def markdown(eig, ntk):
     lines += ["", f"Default call / jitted path: **{ratio:.2f}×** (goal ≤ 1.10×: "
               f"{'met' if ratio <= 1.10 else 'not met'}); compiled-function cache after the run: "
               f"{info['hits']} hits, {info['misses']} misses."]
-    p, n, o, method, first_t, best, peer = ntk
-    lines += ["", f"**Full eNTK.** tanh MLP 40-512-512-{o} ({p:,} parameters), N = {n}, kernel "
-              f"({n}, {n}, {o}, {o}), float32; best of the repeats after a warm-up call.", "",
-              "| call | time (s) | first call (s) | vs torch.func |", "|---|---|---|---|"]
+    return lines
+
+
+def ntk_markdown(ntk):
+    p, n, o, method, first_t, best, peer, old = ntk
+    lines = [f"**Full eNTK.** tanh MLP 40-512-512-{o} ({p:,} parameters), N = {n}, kernel "
+             f"({n}, {n}, {o}, {o}), float32; best of the repeats after a warm-up call.", "",
+             "| call | time (s) | first call (s) | vs torch.func |", "|---|---|---|---|"]
     base = peer[0] if peer else None
     ratio = f"**{base / best:.1f}× faster**" if base else "n/a"
     lines.append(f"| default call `empirical_ntk(apply, params, x, x)`, no `jax.jit` (auto → "
                  f"`{method}`) | {best:.3f} | {first_t:.2f} | {ratio} |")
+    old_ratio = f"{base / old[0]:.1f}× faster" if base else "n/a"
+    lines.append(f"| previous default, `method=\"ntvp\"` (NTK-vector products) | {old[0]:.3f} | "
+                 f"{old[1]:.2f} | {old_ratio} |")
     if peer:
         lines.append(f"| torch.func `vmap(jacrev)` + einsum (torch {peer[1]}) | {peer[0]:.3f} | — | 1 |")
         lines += ["", f"Max relative difference of the kernels: {peer[2]:.1e}. Goal ≥ 10×: "
                   f"{'met' if base / best >= 10 else 'not met'}."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main():
@@ -167,10 +181,14 @@ def main():
     parser.add_argument("--peer-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--only", choices=("eigen", "ntk"), default=None)
     args = parser.parse_args()
-    eig = eigen_section(args.repeats)
-    ntk = ntk_section(args.peer_python, max(2, args.repeats // 2), args.n)
-    print(markdown(eig, ntk))
+    lines = header()
+    if args.only != "ntk":
+        lines += eigen_markdown(eigen_section(args.repeats)) + [""]
+    if args.only != "eigen":
+        lines += ntk_markdown(ntk_section(args.peer_python, max(2, args.repeats // 2), args.n))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
