@@ -112,11 +112,12 @@ def test_conv_embedding_and_scaled_layers_fall_back():
 
 
 def test_weight_sharing_lhs_operand_and_jitted_sublayer():
-    """A weight used twice falls back; ``W @ x.T`` (the leaf as left operand, after a transpose)
-    and a layer inside a ``jax.jit`` function are structured; an unused leaf contributes nothing."""
+    """A weight used twice falls back; ``W @ h.T`` (the leaf as left operand), ``h Bᵀ`` as an
+    einsum and a layer inside a ``jax.jit`` function are structured; an unused leaf contributes
+    nothing."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(2)
-        params = {"shared": normal(rng, 4, 4), "left": normal(rng, 3, 4), "back": normal(rng, 3, 4),
+        params = {"shared": normal(rng, 4, 4), "left": normal(rng, 3, 4), "back": normal(rng, 4, 3),
                   "jitted": normal(rng, 4, 2), "unused": normal(rng, 2)}
         dense = jax.jit(lambda h, w: jnp.sin(h @ w))
 
@@ -133,7 +134,7 @@ def test_weight_sharing_lhs_operand_and_jitted_sublayer():
 
         def apply2(p, x):
             h = (p["left"] @ jnp.tanh(x @ p["shared"]).T).T  # (N, 3)
-            return dense(jnp.tanh(h) @ p["back"], p["jitted"])
+            return dense(jnp.einsum("nc,dc->nd", jnp.tanh(h), p["back"]), p["jitted"])  # h Bᵀ
 
         check(apply2, params, x1, x2, fallback=[],
               structured=["['back']", "['jitted']", "['left']", "['shared']"])
