@@ -217,14 +217,16 @@ def _canonical(var, uses: _Uses):
     while (use := uses.single(var)) is not None:
         eqn, _ = use
         out = eqn.outvars[0]
-        if eqn.primitive.name not in _ADDS | {"convert_element_type"} or out.aval.shape != var.aval.shape:
+        if (eqn.primitive.name not in _ADDS | {"convert_element_type"}
+                or out.aval.shape != var.aval.shape
+                or not jnp.issubdtype(out.aval.dtype, jnp.inexact)):
             break
         var = out
     return var
 
 
 def _dense(eqn, pos, index, size):
-    """``(cot var, rows, feats, act atom, act rows, act contract)`` of a dense use, or ``None``."""
+    """``(rows, feats, act atom, act rows, act contract)`` of a dense use, or ``None``."""
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     if lb or rb or not _is_permutation(index, size):
         return None
@@ -254,6 +256,34 @@ def _bias(eqn, var, index, size):
     return rows, feats
 
 
+def _match(var, uses: _Uses):
+    """``(cot var, rows, feats, act atom or None, act rows, act contract)`` for a leaf, or ``None``."""
+    if not jnp.issubdtype(var.aval.dtype, jnp.inexact):
+        return None
+    size = prod(var.aval.shape)
+    index = np.arange(size).reshape(var.aval.shape)
+    end = var
+    while ((use := uses.single(end)) is not None and use[0].primitive.name in _SHAPE_OPS
+           and use[1] == 0):
+        index = _move(use[0], index)
+        end = use[0].outvars[0]
+    if use is None:
+        return None
+    eqn, pos = use
+    if eqn.primitive.name == "dot_general":
+        found = _dense(eqn, pos, index, size)
+    elif eqn.primitive.name in _ADDS:
+        found = _bias(eqn, end, index, size)
+        if found is not None:
+            found = (*found, None, (), ())  # no activation: ones
+    else:
+        found = None
+    cot = _canonical(eqn.outvars[0], uses)
+    if found is None or not jnp.issubdtype(cot.aval.dtype, jnp.inexact):
+        return None
+    return (cot,) + tuple(found)
+
+
 def plan(apply_fn: Callable, params: PyTree, x: PyTree) -> Plan:
     """Trace ``apply_fn`` at one example of ``x`` and find the structured leaves of ``params``.
 
@@ -277,33 +307,14 @@ def plan(apply_fn: Callable, params: PyTree, x: PyTree) -> Plan:
 
     for leaf, var in enumerate(jaxpr.invars[:num_leaves]):
         if uses.count(var) == 0:
-            continue
-        rule = None
-        if jnp.issubdtype(var.aval.dtype, jnp.inexact):
-            size = prod(var.aval.shape)
-            index = np.arange(size).reshape(var.aval.shape)
-            end = var
-            while (use := uses.single(end)) is not None and use[0].primitive.name in _SHAPE_OPS \
-                    and use[1] == 0:
-                index = _move(use[0], index)
-                end = use[0].outvars[0]
-            use = uses.single(end)
-            if use is not None and use[0].primitive.name == "dot_general":
-                found = _dense(use[0], use[1], index, size)
-                if found is not None:
-                    rows, feats, act, act_rows, act_contract = found
-                    cot = _canonical(use[0].outvars[0], uses)
-                    rule = Rule(leaf, slot(cots, cot), rows, feats, slot(acts, act), act_rows,
-                                act_contract)
-            elif use is not None and use[0].primitive.name in _ADDS:
-                found = _bias(use[0], end, index, size)
-                if found is not None:
-                    cot = _canonical(use[0].outvars[0], uses)
-                    rule = Rule(leaf, slot(cots, cot), *found)
-        if rule is not None and jnp.issubdtype(cots[rule.cot].aval.dtype, jnp.inexact):
-            rules.append(rule)
-        else:
+            continue  # the output does not depend on it
+        found = _match(var, uses)
+        if found is None:
             fallback.append(leaf)
+            continue
+        cot, rows, feats, act, act_rows, act_contract = found
+        rules.append(Rule(leaf, slot(cots, cot), rows, feats,
+                          None if act is None else slot(acts, act), act_rows, act_contract))
     return Plan(flat, num_leaves, tuple(cots), tuple(acts), tuple(rules), tuple(fallback))
 
 
