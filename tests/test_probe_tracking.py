@@ -32,7 +32,7 @@ def growing(ctx, state, k=1, k_max=6, **options):
                                    max_iters=2000, method="lobpcg", k=k, k_max=k_max, **options)
 
 
-@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9])
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
 def test_growing_block_tracks_every_eigenvalue_above_the_fraction_of_a_given_threshold(fraction):
     with jax.enable_x64(True):
         ctx, state, data = setup(steps=3)
@@ -125,6 +125,7 @@ def tracked_rows(path):
     return [r for r in read_metrics(path) if "sharpness_tracked" in r]
 
 
+@pytest.mark.slow  # the vmapped unit test above checks the same per point against dense Hessians
 def test_a_learning_rate_sweep_tracks_against_each_points_threshold(compose, tmp_path):
     cfg = small(compose, "train.steps=40", "train.chunk=10", "probes.sharpness.every=10",
                 "probes.sharpness.track_fraction=0.05", "probes.sharpness.k_max=3",
