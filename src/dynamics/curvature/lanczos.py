@@ -48,7 +48,8 @@ def _expand(matvec: Matvec, V: jax.Array, H: jax.Array, j: jax.Array):
     v_next = jax.lax.cond(breakdown, fresh, lambda _: w / jnp.where(breakdown, 1, beta), None)
     beta = jnp.where(breakdown, 0, beta)
     h = h.at[j + 1].set(beta)
-    return V.at[j + 1].set(v_next), H.at[:, j].set(h)
+    # In place (a dynamic update slice: ``j + 1 <= m`` always, so no bounds select over all of V).
+    return jax.lax.dynamic_update_index_in_dim(V, v_next, j + 1, 0), H.at[:, j].set(h)
 
 
 def _ritz(H: jax.Array, j: jax.Array):
@@ -156,20 +157,23 @@ def lanczos_top_k(matvec: Matvec, v0: jax.Array, k: int, *, tol: float, max_iter
         return (~done) & (it < max_iters)
 
     def body(state):
-        V, H, j, it, _, _, _, _ = state
+        V, H, j, it, _, _, _, _, _ = state
         V, H = _expand(matvec, V, H, j)
         j = j + 1
         theta, S, rel, done = check(H, j)
-        # The Ritz pairs are taken before a restart, whose basis spans them: keep them as the output.
-        X = S[:, :k].T @ V[:m]
-        V, H, j = jax.lax.cond((j == m) & ~done, restart, lambda a: (a[0], a[1], j),
-                               (V, H, theta, S))
-        return V, H, j, it + 1, done, theta[:k], X, rel
+        restarting = (j == m) & ~done
+        V, H, j = jax.lax.cond(restarting, restart, lambda a: (a[0], a[1], j), (V, H, theta, S))
+        # Only the Ritz coefficients are carried: forming the vectors costs a pass over V, which
+        # is done once after the loop (a pass per step cost ~10% of the solve next to an MLP HVP).
+        return V, H, j, it + 1, done, theta[:k], S[:, :k], rel, restarting
 
     V = jnp.zeros((m + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
     H = jnp.zeros((m + 1, m), dtype)
     state = (V, H, jnp.asarray(0), jnp.asarray(0), jnp.asarray(False), jnp.zeros((k,), dtype),
-             jnp.zeros((k, n), dtype), jnp.full((k,), jnp.inf, dtype))
-    _, _, _, it, done, theta, X, rel = jax.lax.while_loop(cond, body, state)
+             jnp.zeros((m, k), dtype), jnp.full((k,), jnp.inf, dtype), jnp.asarray(False))
+    V, _, _, it, done, theta, Sk, rel, restarted = jax.lax.while_loop(cond, body, state)
+    # The Ritz vectors of the last check. A restart in the last step replaced V, but its first basis
+    # rows are those same Ritz vectors (p >= k, descending).
+    X = jnp.where(restarted, V[:k], Sk.T @ V[:m])
     X = X / jnp.linalg.norm(X, axis=1, keepdims=True)
     return theta, X, rel, it, done
