@@ -161,7 +161,7 @@ def test_trace_axes_is_mean_over_logits(mlp):
         with pytest.raises(ValueError, match="trace_axes"):
             ntk.empirical_ntk(mlp.apply_fn, mlp.params, mlp.x1, trace_axes=(0,))
         with pytest.raises(ValueError, match="method"):
-            ntk.empirical_ntk(mlp.apply_fn, mlp.params, mlp.x1, method="structured")
+            ntk.empirical_ntk(mlp.apply_fn, mlp.params, mlp.x1, method="unknown")
 
 
 def test_entk_swap_and_leaf_order(mlp):

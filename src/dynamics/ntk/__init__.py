@@ -5,8 +5,8 @@ Public API:
 - ``empirical_ntk(apply_fn, params, x1, x2=None, *, method, trace_axes, batch_size)``: the
   empirical NTK, shape ``(N1, N2, O, O)`` (``trace_axes=(-1,)``: the mean over logits, as in
   neural-tangents). It compiles itself (cached; arrays ``apply_fn`` closes over become arguments)
-  and ``method="auto"`` picks Jacobian contraction or NTK-vector products by a flop model of the
-  shapes (``choose_method``); ``sign_kernel`` (SignGD) and ``asymmetric_sign_kernel`` (A-SignGD, sign on the
+  and ``method="auto"`` picks Jacobian contraction, NTK-vector products or structured per-layer
+  Gram products (``dynamics.ntk.structured``) by a flop model of the shapes (``choose_method``); ``sign_kernel`` (SignGD) and ``asymmetric_sign_kernel`` (A-SignGD, sign on the
   training gradient); ``flat_jacobian``: the per-example Jacobians ``(N, O, P)`` they contract.
 - ``infinite_width_kernels(x1, x2, *, depth, activation, w_std, b_std)``: NNGP and NTK of an
   infinitely wide ReLU / Erf MLP in NTK parameterization (``stax`` conventions); ``NTKMLP`` is its
