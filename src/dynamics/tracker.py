@@ -67,15 +67,20 @@ def _batch_example(arguments):
 
 @self_compiling(static=("k", "max_iters", "trace_samples", "sharpness", "precond", "precond_kw"),
                 example=_batch_example)
-def _measure(loss_fn, params, batch, opt_state, warm, key, step, tol, *, k, max_iters,
+def _measure(loss_fn, params, batch, opt_state, warm, seed, step, tol, *, k, max_iters,
              trace_samples, sharpness, precond, precond_kw):
-    """All curvature metrics of one step in one compiled function: ``(metrics, new warm starts)``."""
+    """All curvature metrics of one step in one compiled function: ``(metrics, new warm starts)``.
+
+    ``seed`` and ``step`` are traced integers: the keys are made in here (an eager PRNG call would
+    compile a program of its own) and a new step or seed reuses the compiled function.
+    """
 
     def loss(p):
         return loss_fn(p, *batch)
 
     metrics, new_warm = {}, dict(warm)
-    k_sharp, k_prec, k_trace = jax.random.split(jax.random.fold_in(key, step), 3)
+    key = jax.random.fold_in(jax.random.key(seed), step)
+    k_sharp, k_prec, k_trace = jax.random.split(key, 3)
     if sharpness:
         res = top_eigenvalues.raw(loss, params, k, key=k_sharp, tol=tol, max_iters=max_iters,
                                   init=warm["sharpness"])
@@ -155,7 +160,7 @@ class Tracker:
         self.ntk_every = self.every if ntk_every is None else int(ntk_every)
         self.measures = dict(measures or {})
         self.lr = lr
-        self._init_key, self.key = jax.random.split(jax.random.key(seed))
+        self.seed = int(seed)
         self.warm: dict | None = None  # warm-start eigenvectors, per eigen-metric
         self.ntk = self.ntk0 = None
         self.rows: list[dict] = []
@@ -208,17 +213,17 @@ class Tracker:
         precond_kw = tuple(sorted(self.precond_kwargs.items()))
         metrics, self.warm = _measure(
             self.loss_fn, params, tuple(batch), opt_state if self.precond else None, self.warm,
-            self.key, step, self.tol, k=self.k, max_iters=self.max_iters,
+            self.seed, step, self.tol, k=self.k, max_iters=self.max_iters,
             trace_samples=self.trace_samples, sharpness=self.sharpness, precond=self.precond,
             precond_kw=precond_kw)
         return {name: _python(v) for name, v in jax.device_get(metrics).items()}
 
     def _initial_warm(self, params) -> dict:
-        leaves, treedef = jax.tree.flatten(params)
-        keys = jax.random.split(self._init_key, len(leaves))
-        stack = jax.tree.unflatten(treedef, [
-            jax.random.normal(kk, (self.k,) + jnp.shape(leaf), jnp.result_type(leaf))
-            for kk, leaf in zip(keys, leaves)])
+        # Drawn on the host (numpy, seeded): a JAX draw here would compile one threefry program per
+        # parameter shape, about as long as the whole measurement's compilation.
+        rng = np.random.default_rng(self.seed)
+        stack = jax.tree.map(lambda leaf: rng.standard_normal(
+            (self.k,) + np.shape(leaf)).astype(jnp.result_type(leaf)), params)
         warm = {}
         if self.sharpness:
             warm["sharpness"] = stack
