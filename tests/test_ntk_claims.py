@@ -66,36 +66,6 @@ def test_ntk_finetune_claim_fails_without_its_evidence():
     assert claim({}, {"results": _finetune()}, optimizers=[])["passed"] is False
 
 
-def _prompt(prompt_gap=0.3, head_gap=0.6, prompt_change=0.5, head_change=2.0, prompt_moved=1.5,
-            head_moved=1.4, reached=True):
-    def run(gap, change, moved):
-        return {"sgd": {"margin_function_gap": gap, "margin_kernel_change": change, "margin_moved": moved,
-                        "reached_movement": reached}, "adam": {}}
-
-    return {"k16": {"prompt": run(prompt_gap, prompt_change, prompt_moved),
-                    "head": run(head_gap, head_change, head_moved)}}
-
-
-@pytest.mark.parametrize("change, failed", [
-    ({}, []),
-    ({"prompt_gap": 0.7}, ["k16_gap_ratio"]),
-    ({"prompt_gap": 1.1, "head_gap": 1.2}, ["k16_prompt_gap"]),
-    ({"prompt_change": 2.5}, ["k16_kernel_change_ratio"]),
-    ({"prompt_moved": 0.5}, ["k16_movement_ratio"]),  # not matched movement: no comparison
-])
-def test_ntk_prompt_claim_checks_every_criterion(change, failed):
-    out = CLAIMS.get("ntk_prompt")({}, {"results": _prompt(**change)})
-    assert out["passed"] is (not failed)
-    assert [k for k, c in out["checks"].items() if not c["passed"]] == failed
-
-
-def test_ntk_prompt_claim_fails_without_its_evidence():
-    claim = CLAIMS.get("ntk_prompt")
-    assert claim({}, {"results": {}})["passed"] is False
-    out = claim({}, {"results": _prompt(reached=False)})
-    assert out["passed"] is False and "missing k16 prompt reaching the movement target" in out["failed"]
-
-
 # ---------------------------------------------------------------------------- through dynamics.run
 
 WIDTH_CI = ("ntk.width.depth=1", "ntk.width.widths=[32,256,2048]", "ntk.width.num_seeds=4",

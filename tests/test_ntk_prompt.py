@@ -1,4 +1,4 @@
-"""Task ntk_prompt: the synthetic corpus, the prompt / head outputs, the kernel path, the verdict, config errors.
+"""Task ntk_prompt: the synthetic corpus, the prompt / head outputs, the kernel path, the claim, config errors.
 
 The kernel path (flat Jacobians → eNTK, A-SignGD kernel, linearized model, kernel GD) is checked against
 the library's ``empirical_ntk`` / ``asymmetric_sign_kernel`` / ``linearized_apply`` /
@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from dynamics.claims import CLAIMS
 from dynamics.data import corpus
 from dynamics.errors import ConfigError
 from dynamics.losses import cross_entropy, mse
@@ -222,10 +223,59 @@ def test_mlm_loss_is_deterministic_and_about_uniform_at_init():
     ("ntk.prompt.kernel_ridge=-1", "ntk.prompt.kernel_ridge"),
     ("ntk.prompt.encoder_heads=3", "ntk.prompt.encoder_heads"),
     ("ntk.prompt.other_fraction=0.5", "ntk.prompt.other_fraction"),
-    ("ntk.prompt.movement=0", "ntk.prompt.movement"),
+    ("ntk.prompt.control_template_fraction=0.95", "ntk.prompt.control_template_fraction"),  # > 1 − 0.1
 ])
 def test_bad_values_fail_before_anything_is_built(compose, tmp_path, override, key):
     from dynamics.run import run
 
     with pytest.raises(ConfigError, match=rf"^{key}=.* is invalid: allowed "):
         run(compose("+exp=ntk_prompt", override, "claim.seeds=1"), tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- the claim
+
+def _run(acc_gap, gap, lin, fit=1.0):
+    return {"sgd": {"accuracy_gap": acc_gap, "margin_function_gap": gap, "margin_linearization_gap": lin,
+                    "ft_train_acc": fit}}
+
+
+def _results(prompt=(0.01, 0.3, 0.25), control=(0.2, 0.97, 1.05), head=(0.0, 0.4, 0.6), fit=1.0):
+    return {"k16": {"prompt": _run(*prompt, fit=fit), "control": _run(*control), "head": _run(*head)}}
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, []),
+    ({"prompt": (0.06, 0.3, 0.25)}, ["k16_accuracy_gap"]),
+    ({"prompt": (0.01, 0.72, 0.25)}, ["k16_margin_gap"]),
+    ({"prompt": (0.01, 0.3, 0.72)}, ["k16_linearization_gap"]),
+    ({"control": (0.2, 0.25, 1.05)}, ["k16_gap_vs_control"]),  # the meaningless prompt tracks better
+    ({"control": (0.04, 0.5, 0.6)}, ["k16_control_not_kernel_like"]),  # the checks do not discriminate
+    ({"head": (0.0, 0.1, 0.1)}, []),  # the head is reported, not judged
+])
+def test_ntk_prompt_claim_checks_every_criterion(change, failed):
+    out = CLAIMS.get("ntk_prompt")({}, {"results": _results(**change)})
+    assert out["passed"] is (not failed)
+    assert [k for k, c in out["checks"].items() if not c["passed"]] == failed
+    assert out["gap_vs_head"]["k16"] == pytest.approx(_results(**change)["k16"]["prompt"]["sgd"][
+        "margin_function_gap"] / _results(**change)["k16"]["head"]["sgd"]["margin_function_gap"])
+
+
+def test_ntk_prompt_claim_bounds_are_inclusive_and_sourced():
+    out = CLAIMS.get("ntk_prompt")({}, {"results": _results(prompt=(0.05, 0.7071, 0.7071))})
+    assert out["passed"] is True
+    sources = {k: c["source"] for k, c in out["checks"].items()}
+    assert {sources[f"k16_{n}"] for n in ("accuracy_gap", "margin_gap", "linearization_gap")} == {"calibrated"}
+    assert {sources["k16_gap_vs_control"], sources["k16_control_not_kernel_like"]} == {"pre-registered"}
+
+
+def test_ntk_prompt_claim_fails_without_its_evidence():
+    claim = CLAIMS.get("ntk_prompt")
+    assert claim({}, {"results": {}})["passed"] is False  # never a vacuous pass
+    no_control = _results()
+    del no_control["k16"]["control"]
+    out = claim({}, {"results": no_control})
+    assert out["passed"] is False and "missing k16 control GD run" in out["failed"]
+    assert not out["checks"]["k16_control_not_kernel_like"]["passed"]
+    unfit = claim({}, {"results": _results(fit=0.97)})
+    assert unfit["passed"] is False
+    assert "missing k16 prompt fitting its training set (train accuracy 0.97)" in unfit["failed"]

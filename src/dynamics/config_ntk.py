@@ -56,12 +56,17 @@ class NTKFinetuneConfig:
 
 @dataclass
 class NTKPromptConfig:
-    """``ntk.prompt.*``: a tiny masked LM pre-trained on ``dynamics.data.corpus``; prompt vs [CLS]-head
-    fine-tuning, each run until the same movement of its margin on the training set."""
+    """``ntk.prompt.*``: a tiny masked LM pre-trained on ``dynamics.data.corpus``; prompt-based
+    fine-tuning for ``train.steps`` steps vs its eNTK kernel dynamics, with a [CLS]-head variant and a
+    meaningless-prompt control (an MLM pre-trained with ``control_template_fraction``)."""
 
     shots: list[int] = field(default_factory=lambda: [16, 64])
     corpus_size: int = 4000  # pre-training sequences
     template_fraction: float = 0.8  # of them: "<sentence> it was <label word> ." (label agrees)
+    # the negative control, run in every seed: a second MLM pre-trained with this template_fraction (0:
+    # the corpus never shows the template, so the prompt is meaningless). null: no control (the verdict
+    # then misses its control evidence and fails)
+    control_template_fraction: Optional[float] = 0.0
     other_fraction: float = 0.1  # of them: "<sentence> it was <neutral adjective> ."
     downstream_pool: int = 512  # labelled sentences the k-shot sets are drawn from (data.n_train overrides)
     test_size: int = 512  # downstream test sentences (data.n_test overrides)
@@ -78,9 +83,6 @@ class NTKPromptConfig:
     # GD's step relative to each variant's kernel: η = relative_lr · N / λ_max(K₀) (the linearized model
     # is stable below 4 for 2-class cross-entropy). null: GD's step is optimizer.lr for both variants.
     relative_lr: Optional[float] = 1.0
-    # fine-tune each variant until the RMS change of its margin m = f_great − f_terrible on the training
-    # set reaches this many logits (checked every train.chunk steps; at most train.steps): matched movement
-    movement: float = 1.5
     adam_lr: float = 1e-3  # fine-tuning Adam's step size (reported, not judged)
     kernel_ridge: float = 0.1  # A-SignGD kernel regression (Adam), relative to σ_max(K)
     kernel_batch_size: Optional[int] = 64  # examples per Jacobian block (one compiled program for every N)
@@ -149,10 +151,13 @@ def validate_prompt(n: NTKPromptConfig, n_train: Optional[int]) -> None:
           "a float in [0, 1]")
     check(0 <= n.other_fraction <= 1 - n.template_fraction, "ntk.prompt.other_fraction", n.other_fraction,
           f"a float in [0, 1 − ntk.prompt.template_fraction = {1 - n.template_fraction:g}]")
+    check(n.control_template_fraction is None or 0 <= n.control_template_fraction <= 1 - n.other_fraction,
+          "ntk.prompt.control_template_fraction", n.control_template_fraction,
+          f"null or a float in [0, 1 − ntk.prompt.other_fraction = {1 - n.other_fraction:g}]")
     check(n.encoder_hidden % n.encoder_heads == 0, "ntk.prompt.encoder_heads", n.encoder_heads,
           f"a divisor of ntk.prompt.encoder_hidden = {n.encoder_hidden}")
     check(0 < n.mask_prob < 1, "ntk.prompt.mask_prob", n.mask_prob, "a float in (0, 1)")
-    for key in ("pretrain_lr", "adam_lr", "movement"):
+    for key in ("pretrain_lr", "adam_lr"):
         check(getattr(n, key) > 0, f"ntk.prompt.{key}", getattr(n, key), "a float > 0")
     check(n.relative_lr is None or n.relative_lr > 0, "ntk.prompt.relative_lr", n.relative_lr,
           "null (GD's step is optimizer.lr) or a float > 0")
