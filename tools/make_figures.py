@@ -57,7 +57,8 @@ def make(name: str) -> dict:
             "command": f"python -m dynamics.run +exp={name}",
             "exit_code": done.returncode,
             "commit": git("rev-parse", "HEAD"),
-            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                             ":(exclude,glob)experiments/*/figures/**")),  # not our output
             "seeds": verdict.get("seeds") or [config.get("seed")],
             "status": summary.get("status"),
             "passed": verdict.get("passed"),
