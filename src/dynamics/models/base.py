@@ -1,5 +1,6 @@
 """The ``Model`` type, the model registry and shared initializers."""
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -62,10 +63,27 @@ def build_model(name: str, input_shape: tuple[int, ...], out_dim: int, **options
     return MODELS.get(name)(tuple(input_shape), out_dim, **options)
 
 
-def from_flax(module: nn.Module, input_shape: tuple[int, ...]) -> Model:
-    """Wrap a Flax module as a ``Model`` (params are the ``params`` collection)."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _compiled_init(module: nn.Module, input_shape: tuple[int, ...], key: jax.Array) -> PyTree:
+    """``module.init`` as one compiled program, cached per (module, input shape) across keys.
+
+    Run op by op, an init compiles each initializer and layer operation on its own (dozens of
+    programs, seconds, most of them the PRNG draws); here one program, the same numbers bit for bit
+    (tests/test_models_fast_apply.py) since every draw is the same sequence of operations.
+    """
+    return module.init(key, jnp.zeros((1, *input_shape)))["params"]
+
+
+def from_flax(module: nn.Module, input_shape: tuple[int, ...], *, compile_init: bool = True) -> Model:
+    """Wrap a Flax module as a ``Model`` (params are the ``params`` collection).
+
+    ``compile_init``: run ``init`` as one compiled program (the house models); False runs it eagerly
+    (a user's module, which may not be hashable or traceable in ``init``).
+    """
 
     def init(key):
+        if compile_init:
+            return _compiled_init(module, tuple(input_shape), key)
         return module.init(key, jnp.zeros((1, *input_shape)))["params"]
 
     def apply(params, x):

@@ -82,7 +82,7 @@ def target_model(input_shape, out_dim, *, target=None, kwargs=None, **_) -> Mode
     if kind == "nnx":
         return _from_nnx(load_target(target, "model.target"), kwargs, available, obj)
     if kind == "linen":
-        return from_flax(obj, tuple(input_shape))
+        return from_flax(obj, tuple(input_shape), compile_init=False)
     init, apply = obj
     return Model(init, apply)
 
