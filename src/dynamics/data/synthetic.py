@@ -31,9 +31,9 @@ def _inputs(key, n_train, n_test, dim):
 
 # Each generator runs as one compiled program: run op by op, the PRNG draws, products and arg-max
 # compile a program each (seconds before the first step). An optimization barrier after each of
-# those operations keeps XLA from fusing across them (contracting a product and a sum into an FMA,
-# turning a division into a reciprocal product), so the numbers are bit for bit those of the
-# operations run one by one (tests/test_compiled_builders.py).
+# those operations keeps XLA's rewrites from crossing them (without, the teacher's weights differ in
+# the last bit), so the numbers are bit for bit those of the operations run one by one
+# (tests/test_compiled_builders.py, float32 and float64).
 _op = jax.lax.optimization_barrier
 
 
