@@ -14,6 +14,12 @@ loss read back every step. Whole loops timed from the first step to the last, co
   double-backward HVP, warm-started with ``v0`` = the previous eigenvector: the recipe of the fastest
   peers (hessian-eigenthings' Lanczos and curvlinops' operators both hand a torch HVP to ARPACK).
 
+Each loop runs in a fresh process (``--dynamics-peer``, ``--torch-peer``) without JAX's persistent
+compilation cache, so "cold" is a first run with nothing compiled (only the problem set-up, which is
+not timed, ran before it), and the warm rerun follows in the same process. Wall and CPU seconds and the
+load average before and after each process are reported: on a shared machine torch's OpenMP threads
+spin while descheduled, so its times grow much faster with the load than JAX's.
+
 Usage: python benchmarks/end_to_end.py [--peer-python /tmp/tvenv/bin/python]
 Prints a markdown section for BENCHMARKS.md.
 """
@@ -68,7 +74,7 @@ def torch_peer(path: str, out_path: str, steps: str) -> None:
         vals, vecs = eigsh(op, k=1, which="LA", tol=TOL, v0=v0)
         return float(vals[0]), vecs[:, 0], count[0]
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     v0, lams, hvps, losses = None, [], [], []
     for step in range(STEPS):
         if step % EVERY == 0:
@@ -81,14 +87,17 @@ def torch_peer(path: str, out_path: str, steps: str) -> None:
             for p, g in zip(params, grads):
                 p -= LR * g
         losses.append(loss.item())
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     with open(out_path, "w") as f:
-        json.dump({"seconds": seconds, "sharpness": lams, "hvps": hvps, "loss": losses,
+        json.dump({"seconds": seconds, "cpu": cpu, "sharpness": lams, "hvps": hvps, "loss": losses,
                    "torch": torch.__version__, "threads": torch.get_num_threads()}, f)
 
 
 # --------------------------------------------------------------------------------- dynamics side
-def dynamics_runs():
+def dynamics_peer(name: str, out_path: str, steps: str) -> None:
+    """Run one dynamics loop twice in this (fresh) process: cold, then warm; write the JSON."""
+    global STEPS
+    STEPS = int(steps)
     import jax
     import numpy as np
     from curvature import problem  # benchmarks/curvature.py
@@ -132,15 +141,27 @@ def dynamics_runs():
             rows.extend({"step": step + i, "loss": float(v)} for i, v in enumerate(losses[1:], 1))
         return rows
 
-    out = {}
-    for name, fn in (("tracker", per_step), ("chunked", chunked)):
-        times = []
-        for _ in range(2):  # first: with compilation (a fresh process would pay it); second: warm
-            start = time.perf_counter()
-            rows = fn()
-            times.append(time.perf_counter() - start)
-        out[name] = (times, rows)
-    return out, (model, params0, x, y)
+    fn = {"tracker": per_step, "chunked": chunked}[name]
+    times = []
+    for _ in range(2):  # first: cold (nothing compiled yet in this process); second: warm
+        start, cpu = time.perf_counter(), time.process_time()
+        rows = fn()
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
+    with open(out_path, "w") as f:
+        json.dump({"times": times, "rows": rows, "jax": jax.__version__}, f)
+
+
+def run_peer(python: str, args: list[str], out: str, env: dict) -> dict | None:
+    """Run ``python end_to_end.py ARGS`` in a fresh process; its JSON plus the load around it."""
+    load_before = os.getloadavg()[0]
+    res = subprocess.run([python, __file__, *args], capture_output=True, text=True, env=env, check=False,
+                         cwd=str(Path(__file__).parent))
+    if res.returncode != 0:
+        print(f"{args[0]} failed:\n" + res.stderr, file=sys.stderr)
+        return None
+    result = json.loads(Path(out).read_text())
+    result["load"] = (load_before, os.getloadavg()[0])
+    return result
 
 
 def main():
@@ -148,49 +169,56 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--peer-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--torch-peer", nargs=3, metavar=("NPZ", "OUT", "STEPS"))
+    parser.add_argument("--dynamics-peer", nargs=3, metavar=("LOOP", "OUT", "STEPS"))
     parser.add_argument("--steps", type=int, default=STEPS,
                         help="GD steps (default 1000; fewer only for a quick look on a busy machine)")
     args = parser.parse_args()
     if args.torch_peer:
         torch_peer(*args.torch_peer)
         return
+    if args.dynamics_peer:
+        dynamics_peer(*args.dynamics_peer)
+        return
 
-    import numpy as np
+    from curvature import problem  # benchmarks/curvature.py
 
     STEPS = args.steps
-    runs, (model, params, x, y) = dynamics_runs()
-    peer = None
-    if Path(args.peer_python).exists():
-        with tempfile.TemporaryDirectory() as tmp:
+    # a cold run compiles everything: no persistent compilation cache in the dynamics processes
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["DYNAMICS_COMPILE_CACHE"] = "0"
+    runs, peer = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("tracker", "chunked"):
+            out = os.path.join(tmp, f"{name}.json")
+            result = run_peer(sys.executable, ["--dynamics-peer", name, out, str(STEPS)], out, env)
+            if result is not None:
+                runs[name] = result
+        if Path(args.peer_python).exists():
+            _, params, x, y = problem()
             path, out = os.path.join(tmp, "problem.npz"), os.path.join(tmp, "out.json")
             save_mlp_problem(path, params, 3, x=x, y=y)
-            env = peer_env()
-            res = subprocess.run([args.peer_python, __file__, "--torch-peer", path, out, str(STEPS)],
-                                 capture_output=True, text=True, env=env,
-                                 cwd=str(Path(__file__).parent))
-            if res.returncode != 0:
-                print("torch peer failed:\n" + res.stderr, file=sys.stderr)
-            else:
-                peer = json.loads(Path(out).read_text())
-    else:
-        print(f"no peer environment at {args.peer_python}", file=sys.stderr)
+            peer = run_peer(args.peer_python, ["--torch-peer", path, out, str(STEPS)], out,
+                            peer_env())
+        else:
+            print(f"no peer environment at {args.peer_python}", file=sys.stderr)
     print(markdown(runs, peer))
 
 
 def markdown(runs, peer):
     import numpy as np
 
-    load = os.getloadavg()[0]
     lines = [f"## End to end: {STEPS:,} GD steps with λ_max every {EVERY} steps "
              "(benchmarks/end_to_end.py)", "",
-             f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores.", "",
              f"tanh MLP 32-200-200-10 (48,810 parameters), 1,000 examples, MSE, float32, full-batch GD "
              f"η = {LR} (2/η = {2 / LR:g}), λ_max every {EVERY} steps ({STEPS // EVERY} "
              f"measurements, tol {TOL:g}, warm-started), loss read back every step. Whole loop "
-             "wall time; dynamics' first run includes compilation.", "",
+             "wall time (CPU seconds of the process in brackets), each loop in a fresh process "
+             f"on {os.cpu_count()} cores: the first run is cold (compilation included, no persistent "
+             "compilation cache), then a warm rerun in the same process. Load average (1 min) before "
+             "→ after each process in the last column.", "",
              "| loop | time (s) | warm rerun (s) | HVPs per measurement (first, then mean) | "
-             "mean λ_max, last 20 | final loss | torch / this |",
-             "|---|---|---|---|---|---|---|"]
+             "mean λ_max, last 20 | final loss | torch / this | load |",
+             "|---|---|---|---|---|---|---|---|"]
     base = peer["seconds"] if peer else None
 
     def summary(lams, hvps, losses):
@@ -199,22 +227,26 @@ def markdown(runs, peer):
 
     names = {"tracker": "dynamics `Tracker` in a plain loop (jitted step per iteration)",
              "chunked": "dynamics `Tracker`, 10 steps per jitted `lax.scan` call"}
-    for key, (times, rows) in runs.items():
+    for key, run in runs.items():
+        (cold, cold_cpu), (warm, warm_cpu) = run["times"]
+        rows = run["rows"]
         measured = [r for r in rows if "sharpness" in r]
         losses = [r["loss"] for r in sorted(rows, key=lambda r: r["step"])]
         hv, lam, fl = summary([r["sharpness"] for r in measured],
                               [r["sharpness_matvecs"] for r in measured], losses)
-        ratio = f"**{base / times[0]:.1f}×** ({base / times[1]:.1f}× warm)" if base else "n/a"
-        lines.append(f"| {names[key]} | {times[0]:.2f} | {times[1]:.2f} | {hv} | {lam} | {fl} | "
-                     f"{ratio} |")
+        ratio = f"**{base / cold:.1f}×** ({base / warm:.1f}× warm)" if base else "n/a"
+        lines.append(f"| {names[key]} | {cold:.2f} ({cold_cpu:.1f}) | {warm:.2f} ({warm_cpu:.1f}) | "
+                     f"{hv} | {lam} | {fl} | {ratio} | {run['load'][0]:.1f} → {run['load'][1]:.1f} |")
     if peer:
         hv, lam, fl = summary(peer["sharpness"], peer["hvps"], peer["loss"])
         lines.append(f"| torch {peer['torch']} plain loop, ARPACK `eigsh` warm `v0` on a "
-                     f"double-backward HVP ({peer['threads']} threads) | {peer['seconds']:.2f} | — | "
-                     f"{hv} | {lam} | {fl} | 1 |")
-        best = base / runs["tracker"][0][0]
-        lines += ["", f"Goal ≥ 5× with the Tracker loop (cold, compilation included): "
-                  f"{'met' if best >= 5 else 'not met'} ({best:.1f}×)."]
+                     f"double-backward HVP ({peer['threads']} threads) | {peer['seconds']:.2f} "
+                     f"({peer['cpu']:.1f}) | — | {hv} | {lam} | {fl} | 1 | "
+                     f"{peer['load'][0]:.1f} → {peer['load'][1]:.1f} |")
+        if "tracker" in runs:
+            best = base / runs["tracker"]["times"][0][0]
+            lines += ["", f"Goal ≥ 5× with the Tracker loop (cold, compilation included): "
+                      f"{'met' if best >= 5 else 'not met'} ({best:.1f}×)."]
     return "\n".join(lines) + "\n"
 
 
