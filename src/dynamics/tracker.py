@@ -222,8 +222,13 @@ class Tracker:
         # Drawn on the host (numpy, seeded): a JAX draw here would compile one threefry program per
         # parameter shape, about as long as the whole measurement's compilation.
         rng = np.random.default_rng(self.seed)
-        stack = jax.tree.map(lambda leaf: rng.standard_normal(
-            (self.k,) + np.shape(leaf)).astype(jnp.result_type(leaf)), params)
+
+        def draw(leaf):
+            dtype = jnp.result_type(leaf)
+            wide = np.float64 if dtype == np.float64 else np.float32  # no float64 copy of a big model
+            return rng.standard_normal((self.k,) + np.shape(leaf), dtype=wide).astype(dtype)
+
+        stack = jax.tree.map(draw, params)
         warm = {}
         if self.sharpness:
             warm["sharpness"] = stack
