@@ -60,6 +60,15 @@ def test_corpus_is_deterministic_and_templates_agree_with_the_sentiment():
     assert kinds["label"] > 200 and kinds["adjective"] > 10 and kinds["plain"] > 10  # 0.8 / 0.1 / 0.1
 
 
+def test_the_control_corpus_never_shows_the_label_words():
+    """``control_template_fraction=0``: no "it was great/terrible", so the prompt's label words are never
+    a target in the control's pre-training (a meaningless prompt); "it was <adjective> ." still occurs."""
+    ids = corpus.pretraining_corpus(3, 400, template_fraction=0.0, other_fraction=0.1)
+    assert not np.isin(ids, corpus.LABEL_IDS).any()
+    it, was, _ = corpus.TEMPLATE_IDS
+    assert 10 < sum(it in row and was in row for row in ids.tolist()) < 80  # ~10 % of 400
+
+
 def test_downstream_labels_and_prompt_layout():
     d = corpus.downstream(0, "test", 40)
     np.testing.assert_array_equal(d.labels, np.arange(40) % 2)
