@@ -29,9 +29,9 @@ from math import prod
 
 import jax
 import jax.numpy as jnp
-from jax.extend.core import jaxprs_in_params
 
 from dynamics.compiled import self_compiling
+from dynamics.ntk.jaxpr_plan import forward_flops
 from dynamics.ntk.structured import costs as structured_costs
 from dynamics.ntk.structured import plan as structured_plan
 from dynamics.ntk.structured import structured_ntk
@@ -162,27 +162,6 @@ def _finish(k: jax.Array, trace: bool) -> jax.Array:
     return k
 
 
-def _forward_flops(jaxpr) -> float:
-    """Rough flop count of a jaxpr: matmuls and convolutions exactly, one flop per other output."""
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        out = eqn.outvars[0].aval if eqn.outvars else None
-        if name == "dot_general":
-            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval
-            total += 2.0 * prod(out.shape) * prod(lhs.shape[d] for d in lhs_contract)
-        elif name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval
-            rhs_spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, spatial…)
-            total += 2.0 * prod(out.shape) * prod(rhs.shape[d] for d in rhs_spec[1:])
-        else:
-            total += sum(float(prod(getattr(v.aval, "shape", ()))) for v in eqn.outvars)
-        for sub in jaxprs_in_params(eqn.params):
-            total += _forward_flops(sub)
-    return total
-
-
 def _same_examples(x1: PyTree, x2: PyTree | None) -> bool:
     """``x2`` is ``None`` or has ``x1``'s per-example shapes and dtypes (one trace fits both)."""
     if x2 is None:
@@ -198,7 +177,7 @@ def _choose(apply_fn, params, x1, x2, batch_size):
     """``(method, plan, fallback)``: the cheapest method by the flop models of
     :func:`choose_method`, the structured plan and the method for its fallback leaves."""
     the_plan = structured_plan(apply_fn, params, x1)
-    flops = max(_forward_flops(the_plan.jaxpr.jaxpr), 1.0)
+    flops = max(forward_flops(the_plan.jaxpr.jaxpr), 1.0)
     num_params = sum(prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(params))
     out = the_plan.jaxpr.out_avals[0]
     o = prod(out.shape[1:]) if len(out.shape) > 1 else 1
