@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 
 from dynamics.data import build_dataset
+from dynamics.data.synthetic import _teacher as eager_teacher  # run op by op: the oracle
 from dynamics.models import build_model
 from dynamics.models.cnn import CNN
 from dynamics.models.mlp import MLP
 from dynamics.models.scale_invariant import ScaleInvariantMLP
-
-
-def eager_teacher(key, x, width, out_dim):
-    k1, k2 = jax.random.split(key)
-    d = x.shape[-1]
-    if width == 0:
-        return x @ (jax.random.normal(k1, (d, out_dim)) / np.sqrt(d))
-    w1 = jax.random.normal(k1, (d, width)) / np.sqrt(d)
-    w2 = jax.random.normal(k2, (width, out_dim)) / np.sqrt(width)
-    return jnp.tanh(x @ w1) @ w2
 
 
 @pytest.fixture(params=["float32", "float64"])

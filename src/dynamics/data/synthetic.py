@@ -14,17 +14,6 @@ import numpy as np
 from dynamics.data.base import DATASETS, Dataset, take_subset
 
 
-def _teacher(key, x, width: int, out_dim: int):
-    """A random tanh network d → width → out_dim, or a random linear map when ``width == 0``."""
-    k1, k2 = jax.random.split(key)
-    d = x.shape[-1]
-    if width == 0:
-        return x @ (jax.random.normal(k1, (d, out_dim)) / np.sqrt(d))
-    w1 = jax.random.normal(k1, (d, width)) / np.sqrt(d)
-    w2 = jax.random.normal(k2, (width, out_dim)) / np.sqrt(width)
-    return jnp.tanh(x @ w1) @ w2
-
-
 def _inputs(key, n_train, n_test, dim):
     return jax.random.normal(key, (n_train + n_test, dim))
 
@@ -37,22 +26,23 @@ def _inputs(key, n_train, n_test, dim):
 _op = jax.lax.optimization_barrier
 
 
-def _teacher_barriered(key, x, width: int, out_dim: int):
-    """:func:`_teacher` with a barrier after each operation."""
+def _teacher(key, x, width: int, out_dim: int, op=lambda a: a):
+    """A random tanh network d → width → out_dim, or a random linear map when ``width == 0``;
+    ``op`` wraps each operation (``_op`` inside the compiled generators, nothing when run eagerly)."""
     k1, k2 = jax.random.split(key)
     d = x.shape[-1]
     if width == 0:
-        return _op(x @ _op(_op(jax.random.normal(k1, (d, out_dim))) / np.sqrt(d)))
-    w1 = _op(_op(jax.random.normal(k1, (d, width))) / np.sqrt(d))
-    w2 = _op(_op(jax.random.normal(k2, (width, out_dim))) / np.sqrt(width))
-    return _op(_op(jnp.tanh(_op(x @ w1))) @ w2)
+        return op(x @ op(op(jax.random.normal(k1, (d, out_dim))) / np.sqrt(d)))
+    w1 = op(op(jax.random.normal(k1, (d, width))) / np.sqrt(d))
+    w2 = op(op(jax.random.normal(k2, (width, out_dim))) / np.sqrt(width))
+    return op(op(jnp.tanh(op(x @ w1))) @ w2)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
 def _classification(key, n_train, n_test, dim, num_classes, teacher_width):
     k_x, k_t = jax.random.split(key)
     x = _op(_inputs(k_x, n_train, n_test, dim))
-    return x, jnp.argmax(_teacher_barriered(k_t, x, teacher_width, num_classes), axis=-1)
+    return x, jnp.argmax(_teacher(k_t, x, teacher_width, num_classes, _op), axis=-1)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
@@ -61,7 +51,7 @@ def _regression(key, n_train, n_test, dim, out_dim, teacher_width):
     in one program XLA contracts ``y + noise * z`` into a fused multiply-add)."""
     k_x, k_t, k_n = jax.random.split(key, 3)
     x = _op(_inputs(k_x, n_train, n_test, dim))
-    y = _teacher_barriered(k_t, x, teacher_width, out_dim)
+    y = _teacher(k_t, x, teacher_width, out_dim, _op)
     return x, y, jax.random.normal(k_n, y.shape)
 
 
