@@ -269,7 +269,7 @@ def _validate_tracking(name: str, probe, optimizer: str) -> None:
     """``probes.<name>.track_fraction``: a fraction > 0, ``k_max >= k``, a threshold to grow against."""
     if getattr(probe, "track_fraction", None) is None or probe.every == 0:
         return
-    from dynamics.probes.tracking import missing_threshold
+    from dynamics.probes.tracking import check_threshold
 
     key = f"probes.{name}"
     check(probe.track_fraction > 0, f"{key}.track_fraction", probe.track_fraction,
@@ -277,9 +277,7 @@ def _validate_tracking(name: str, probe, optimizer: str) -> None:
     check(probe.k_max >= probe.k, f"{key}.k_max", probe.k_max, f"an integer >= {key}.k={probe.k}")
     check(probe.threshold is None or probe.threshold > 0, f"{key}.threshold", probe.threshold,
           "null (the optimizer's threshold) or a number > 0")
-    reason = None if probe.threshold is not None else missing_threshold(name, optimizer)
-    check(reason is None, f"{key}.threshold", probe.threshold,
-          f"a number > 0 to track against ({reason})")
+    check_threshold(name, optimizer, probe.threshold)
 
 
 __all__ = ["check_keys", "estimate_memory", "validate"]

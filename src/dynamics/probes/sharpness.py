@@ -19,7 +19,7 @@ from dynamics.curvature.ggn import ggn_top_eigenvalues, output_loss
 from dynamics.optim.thresholds import stability_of
 from dynamics.losses import LOSSES
 from dynamics.probes.base import PROBES, Probe, ProbeContext
-from dynamics.probes.tracking import Growth, missing_threshold, threshold_fn
+from dynamics.probes.tracking import Growth, check_threshold, threshold_fn
 
 WHERE = ("iterate", "midpoint")
 METHODS = ("lanczos", "power", "lobpcg")
@@ -62,9 +62,7 @@ def _eigen_probe(name, ctx: ProbeContext, params, key, *, solve, k, track_fracti
     if track_fraction is None:
         return _curvature_probe(name, ctx, params, key, solve=solve, metrics=metrics,
                                 init_state=_stack(initial_block(params, k, key), params), **common)
-    reason = None if threshold is not None else missing_threshold(name, ctx.optimizer)
-    check(reason is None, f"probes.{name}.threshold", threshold,
-          f"a number > 0 to track against ({reason})")
+    check_threshold(name, ctx.optimizer, threshold)
     growth = Growth(name, float(track_fraction), int(k_max))
     threshold_of = threshold_fn(ctx.optimizer, ctx.hparams, threshold)
 

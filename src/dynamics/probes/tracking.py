@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from dynamics.curvature.preconditioned import search_state
+from dynamics.errors import check
 from dynamics.optim.thresholds import stability_of
 
 PyTree = object
@@ -56,6 +57,14 @@ def missing_threshold(probe: str, optimizer: str) -> str | None:
     if stability.metric != units:
         return f"optimizer {optimizer!r}'s threshold is on {stability.metric}, not on {units}"
     return None
+
+
+def check_threshold(probe: str, optimizer: str, threshold: float | None) -> None:
+    """One-line ``ConfigError`` naming ``probes.<probe>.threshold`` when a growing probe has nothing
+    to grow against (no number given and no usable table threshold)."""
+    reason = None if threshold is not None else missing_threshold(probe, optimizer)
+    check(reason is None, f"probes.{probe}.threshold", threshold,
+          f"a number > 0 to track against ({reason})")
 
 
 def threshold_fn(optimizer: str, hparams: dict, threshold: float | None) -> Callable:
