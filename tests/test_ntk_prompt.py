@@ -257,8 +257,9 @@ def _results(prompt=(0.01, 0.3, 0.25), control=(0.2, 0.97, 1.05), head=(0.0, 0.4
     ({"prompt": (0.06, 0.3, 0.25)}, ["k16_accuracy_gap"]),
     ({"prompt": (0.01, 0.72, 0.25)}, ["k16_margin_gap"]),
     ({"prompt": (0.01, 0.3, 0.72)}, ["k16_linearization_gap"]),
-    ({"control": (0.2, 0.25, 1.05)}, ["k16_gap_vs_control"]),  # the meaningless prompt tracks better
-    ({"control": (0.04, 0.5, 0.6)}, ["k16_control_not_kernel_like"]),  # the checks do not discriminate
+    ({"control": (0.2, 0.25, 1.05)}, ["k16_control_margin_gap", "k16_gap_vs_control"]),  # tracks better
+    ({"control": (0.2, 0.72, 1.05), "prompt": (0.01, 0.7, 0.25)}, []),  # only the margin bound separates
+    ({"control": (0.04, 0.5, 0.6)}, ["k16_control_margin_gap"]),  # the checks do not discriminate
     ({"head": (0.0, 0.1, 0.1)}, []),  # the head is reported, not judged
 ])
 def test_ntk_prompt_claim_checks_every_criterion(change, failed):
@@ -274,7 +275,11 @@ def test_ntk_prompt_claim_bounds_are_inclusive_and_sourced():
     assert out["passed"] is True
     sources = {k: c["source"] for k, c in out["checks"].items()}
     assert {sources[f"k16_{n}"] for n in ("accuracy_gap", "margin_gap", "linearization_gap")} == {"calibrated"}
-    assert {sources["k16_gap_vs_control"], sources["k16_control_not_kernel_like"]} == {"pre-registered"}
+    assert sources["k16_control_margin_gap"] == "calibrated"
+    assert sources["k16_gap_vs_control"] == "pre-registered"
+    assert out["checks"]["k16_gap_vs_control"]["se_units"] == 2.0  # held by 2 SE under the mean rule
+    assert out["checks"]["k16_gap_vs_control"]["value"] == pytest.approx(0.97 - 0.7071)
+    assert out["gap_vs_control"]["k16"] == pytest.approx(0.7071 / 0.97)
 
 
 def test_ntk_prompt_claim_fails_without_its_evidence():
@@ -284,7 +289,8 @@ def test_ntk_prompt_claim_fails_without_its_evidence():
     del no_control["k16"]["control"]
     out = claim({}, {"results": no_control})
     assert out["passed"] is False and "missing k16 control GD run" in out["failed"]
-    assert not out["checks"]["k16_control_not_kernel_like"]["passed"]
+    assert not out["checks"]["k16_control_margin_gap"]["passed"]
+    assert out["missing"] == ["k16 control GD run"]
     unfit = claim({}, {"results": _results(fit=0.97)})
     assert unfit["passed"] is False
     assert "missing k16 prompt fitting its training set (train accuracy 0.97)" in unfit["failed"]

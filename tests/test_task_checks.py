@@ -16,6 +16,9 @@ CASES = [
     (("+exp=svag", "train.batch_size=null"), "train.batch_size=None is invalid: allowed an integer "
                                              "(SVAG's batch)"),
     (("+exp=sqrt_scaling", "probes.eval.every=0"), "probes.eval.every=0 is invalid"),
+    (("+exp=ntk_prompt", "claim.rule=median"), "claim.rule='median' is invalid: allowed pass_fraction | mean"),
+    (("+exp=ntk_prompt", "ntk.prompt.reported=[head,sgd]"), "ntk.prompt.reported=['head', 'sgd'] is invalid: "
+                                                           "allowed a list of head | adam"),
     (("+exp=eos_optimizers", "eos_optimizers.runs.adam.optimizer.name=sam"),
      "eos_optimizers.runs.adam: optimizer.name='sam' cannot run"),
 ]

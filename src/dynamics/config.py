@@ -232,12 +232,16 @@ class CheckpointConfig:
 @dataclass
 class ClaimConfig:
     """``claim.*``: which claim the run checks (``dynamics.claims``), over how many seeds, and overrides
-    of its pass criteria. With ``seeds = n`` the run judges seeds ``seed, seed+1, …, seed+n−1`` and passes
-    when at least ``ceil(min_pass_fraction·n)`` of them pass (a diverged or failed seed does not)."""
+    of its pass criteria. With ``seeds = n`` the run judges seeds ``seed, seed+1, …, seed+n−1``; by
+    ``rule = pass_fraction`` it passes when at least ``ceil(min_pass_fraction·n)`` of them pass (a
+    diverged or failed seed does not), by ``rule = mean`` when every check's mean over the complete seeds
+    meets its bound and at most ``n − ceil(min_pass_fraction·n)`` seeds were dropped
+    (``dynamics.claims.seeds``)."""
 
     name: str = "none"
     seeds: int = 1
     min_pass_fraction: float = 0.8
+    rule: str = "pass_fraction"  # pass_fraction | mean
     criteria: dict[str, Any] = field(default_factory=dict)
 
 

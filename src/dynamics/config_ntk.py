@@ -57,8 +57,9 @@ class NTKFinetuneConfig:
 @dataclass
 class NTKPromptConfig:
     """``ntk.prompt.*``: a tiny masked LM pre-trained on ``dynamics.data.corpus``; prompt-based
-    fine-tuning for ``train.steps`` steps vs its eNTK kernel dynamics, with a [CLS]-head variant and a
-    meaningless-prompt control (an MLM pre-trained with ``control_template_fraction``)."""
+    fine-tuning for ``train.steps`` steps vs its eNTK kernel dynamics, with a meaningless-prompt control
+    (an MLM pre-trained with ``control_template_fraction``) and, where ``reported`` names them, a
+    [CLS]-head variant and Adam runs."""
 
     shots: list[int] = field(default_factory=lambda: [16, 64])
     corpus_size: int = 4000  # pre-training sequences
@@ -86,6 +87,9 @@ class NTKPromptConfig:
     adam_lr: float = 1e-3  # fine-tuning Adam's step size (reported, not judged)
     kernel_ridge: float = 0.1  # A-SignGD kernel regression (Adam), relative to σ_max(K)
     kernel_batch_size: Optional[int] = 64  # examples per Jacobian block (one compiled program for every N)
+    # runs that are reported, not judged: "head" (the [CLS]-head variant), "adam" (Adam fine-tuning of
+    # the prompt (and head) vs A-SignGD kernel regression)
+    reported: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +141,9 @@ def validate_finetune(n: NTKFinetuneConfig, data_name: str) -> None:
           n.kernel_batch_size, "null or an integer > 0")
 
 
+PROMPT_REPORTED = ("head", "adam")
+
+
 def validate_prompt(n: NTKPromptConfig, n_train: Optional[int]) -> None:
     _shots("ntk.prompt.shots", n.shots)
     pool = n_train if n_train is not None else n.downstream_pool
@@ -165,3 +172,5 @@ def validate_prompt(n: NTKPromptConfig, n_train: Optional[int]) -> None:
     check(n.kernel_ridge >= 0, "ntk.prompt.kernel_ridge", n.kernel_ridge, "a float >= 0")
     check(n.kernel_batch_size is None or n.kernel_batch_size > 0, "ntk.prompt.kernel_batch_size",
           n.kernel_batch_size, "null or an integer > 0")
+    check(set(n.reported) <= set(PROMPT_REPORTED), "ntk.prompt.reported", n.reported,
+          "a list of " + " | ".join(PROMPT_REPORTED))

@@ -24,6 +24,7 @@ def validate(cfg: Config) -> None:
     from dynamics.optim.registry import check_optimizer
     from dynamics.tasks import TASKS
     from dynamics.claims import check_criteria
+    from dynamics.claims.seeds import RULES
 
     TASKS.get(cfg.task)
     from dynamics.tasks.base import TASK_CHECKS
@@ -42,6 +43,7 @@ def validate(cfg: Config) -> None:
     check(cfg.claim.seeds >= 1, "claim.seeds", cfg.claim.seeds, "an integer >= 1")
     check(0 < cfg.claim.min_pass_fraction <= 1, "claim.min_pass_fraction",
           cfg.claim.min_pass_fraction, "a float in (0, 1]")
+    check(cfg.claim.rule in RULES, "claim.rule", cfg.claim.rule, " | ".join(RULES))
     from dynamics.scaling import SCALING_RULES
     from dynamics.train.oracles import ORACLES
 

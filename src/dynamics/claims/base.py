@@ -62,6 +62,8 @@ class Check:
     source: str
     passed: bool
     note: str = ""
+    # over seeds (claim.rule = mean): judge mean ± se_units · SE, on the side that makes passing harder
+    se_units: float = 0.0
 
     def describe(self) -> str:
         """The failure in words (``loss_rise_after 0.136 < 0.2``); the check itself if it passed."""
@@ -78,15 +80,18 @@ class Check:
     def as_dict(self) -> dict:
         out = asdict(self)
         del out["name"]
-        if not out["note"]:
-            del out["note"]
+        for key in ("note", "se_units"):
+            if not out[key]:
+                del out[key]
         if isinstance(out["bound"], tuple):
             out["bound"] = list(out["bound"])
         return out
 
 
-def check(name: str, value, op: str, bound, source: str = PRE_REGISTERED, note: str = "") -> Check:
-    """A ``Check`` of ``value op bound`` (``op``: ``>= > <= < in is``)."""
+def check(name: str, value, op: str, bound, source: str = PRE_REGISTERED, note: str = "",
+          se_units: float = 0.0) -> Check:
+    """A ``Check`` of ``value op bound`` (``op``: ``>= > <= < in is``). ``se_units``: under the mean rule
+    over seeds (``claims.seeds``) the seeds' mean must hold the bound by that many standard errors."""
     if op not in _OPS:
         raise ValueError(f"unknown comparison {op!r}")
     if source not in SOURCES:
@@ -98,7 +103,7 @@ def check(name: str, value, op: str, bound, source: str = PRE_REGISTERED, note: 
     if isinstance(bound, list):
         bound = tuple(bound)
     passed = value is not None and bool(_OPS[op][0](value, bound))
-    return Check(name, value, op, bound, source, passed, note)
+    return Check(name, value, op, bound, source, passed, note, float(se_units))
 
 
 def verdict(checks: Iterable[Check], numbers: dict | None = None,
@@ -109,7 +114,7 @@ def verdict(checks: Iterable[Check], numbers: dict | None = None,
     if not checks and not missing:
         failed.append("no checks")
     return {**(numbers or {}), "passed": not failed, "failed": failed,
-            "checks": {c.name: c.as_dict() for c in checks}}
+            "checks": {c.name: c.as_dict() for c in checks}, **({"missing": missing} if missing else {})}
 
 
 def missing_verdict(what: str, numbers: dict | None = None) -> dict:

@@ -15,12 +15,13 @@ from dynamics.claims.seeds import aggregate
 
 
 def _over_seeds(context: dict, per_seed: list[list], numbers: dict) -> dict:
-    """Each vmapped seed's verdict and the pass-fraction aggregate. A seed the run lacks (fewer than
+    """Each vmapped seed's verdict and their aggregate (``claim.rule``). A seed the run lacks (fewer than
     ``context['num_seeds']``) counts as a seed that did not pass."""
     seeds = context["seeds"]
     entries = [{"seed": s, "status": "finished", "verdict": verdict(c)} for s, c in zip(seeds, per_seed)]
     entries += [{"seed": None, "status": "missing"} for _ in range(context["num_seeds"] - len(entries))]
-    return {**numbers, **aggregate(entries, min_pass_fraction=context.get("min_pass_fraction", 0.8))}
+    return {**numbers, **aggregate(entries, min_pass_fraction=context.get("min_pass_fraction", 0.8),
+                                      rule=context.get("rule", "pass_fraction"))}
 
 
 @CLAIMS.register("label_noise")

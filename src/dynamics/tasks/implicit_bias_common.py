@@ -30,7 +30,7 @@ def seed_keys(seed: int, count: int, streams: tuple[str, ...] = ("data", "noise"
 def finish(cfg: Config, run: RunDir, rows: list[dict], context: dict, hparams: dict, final: dict) -> dict:
     """Log ``rows``, judge the claim on them and ``context``, plot the loss; the task's summary."""
     run.log(rows)
-    context = {**context, "min_pass_fraction": cfg.claim.min_pass_fraction}
+    context = {**context, "min_pass_fraction": cfg.claim.min_pass_fraction, "rule": cfg.claim.rule}
     verdict = judge(cfg.claim.name, run.rows, context, cfg.claim.criteria)
     log.info("%s: judging the claim and drawing its figures", cfg.name)
     # the loss only: curvature columns (label_noise's tr ∇²L) are panels of the claim's own figure

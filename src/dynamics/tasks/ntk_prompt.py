@@ -12,11 +12,11 @@ pre-trained θ₀ (the eNTK solution's accuracy is close to FT's, and FT stays n
    (0: it never shows the template, so the prompt is meaningless).
 2. **Downstream k-shot** sentiment task on fresh sentences; three variants: ``prompt`` (f = the
    label-word logits at ``[MASK]`` of "<sentence> it was [MASK] ."), ``head`` (f = a fresh linear head on
-   ``[CLS]`` of the same θ₀; the head is part of the eNTK; reported, not judged) and ``control`` (the
-   prompt on the control MLM).
+   ``[CLS]`` of the same θ₀; the head is part of the eNTK; reported, not judged, run with
+   ``ntk.prompt.reported`` ∋ ``head``) and ``control`` (the prompt on the control MLM).
 3. Each variant is fine-tuned on each k-shot set with full-batch **GD** (softmax cross-entropy) for
-   ``train.steps`` steps (a fixed budget, as the paper's fixed number of FT steps), and the prompt and
-   head also with **Adam** (``ntk.prompt.adam_lr``). GD's step is ``ntk.prompt.relative_lr · N /
+   ``train.steps`` steps (a fixed budget, as the paper's fixed number of FT steps), and, with
+   ``ntk.prompt.reported`` ∋ ``adam``, the prompt and head also with **Adam** (``ntk.prompt.adam_lr``). GD's step is ``ntk.prompt.relative_lr · N /
    λ_max(K₀)`` (each variant's own kernel scale), or ``optimizer.lr`` with ``relative_lr=null``. Kernel
    solutions at θ₀ (``ntk_prompt_kernels``): GD ↔ kernel GD with the eNTK for the same steps, rate and
    loss; Adam ↔ A-SignGD kernel regression around f₀ (reported, not judged).
@@ -214,9 +214,11 @@ def _run_variants(cfg: Config, config, mlms: dict, streams, dtype) -> tuple[dict
     head = {"encoder": mlms["default"]["encoder"],
             "head": init_head(jax.random.fold_in(streams["init"], 1), config.hidden, len(corpus.LABEL_WORDS),
                               n.head_init_std, dtype)}
-    # variant -> (inputs, f, θ₀, optimizers); the control is judged on GD only
-    variants = {"prompt": (corpus.prompt_inputs, prompt_apply_fn(config), mlms["default"], OPTIMIZERS),
-                "head": (corpus.plain_inputs, head_apply_fn(config), head, OPTIMIZERS)}
+    optimizers = OPTIMIZERS if "adam" in n.reported else ("sgd",)
+    # variant -> (inputs, f, θ₀, optimizers); the control is judged on GD only; the head is reported
+    variants = {"prompt": (corpus.prompt_inputs, prompt_apply_fn(config), mlms["default"], optimizers)}
+    if "head" in n.reported:
+        variants["head"] = (corpus.plain_inputs, head_apply_fn(config), head, optimizers)
     if "control" in mlms:
         variants["control"] = (corpus.prompt_inputs, prompt_apply_fn(config), mlms["control"], ("sgd",))
     shots_idx = {f"k{k}": k_shot(jax.random.fold_in(streams["data"], 1000 + i), pool.labels, 2, k)
@@ -272,7 +274,7 @@ def run_ntk_prompt(cfg: Config, run: RunDir) -> dict:
         "status": "finished",
         "hparams": {"lr": cfg.optimizer.lr, "relative_lr": n.relative_lr,
                     "control_template_fraction": n.control_template_fraction,
-                    "adam_lr": n.adam_lr, "seed": cfg.seed, "shots": list(n.shots), "max_steps": cfg.train.steps,
+                    "adam_lr": n.adam_lr, "reported": list(n.reported), "seed": cfg.seed, "shots": list(n.shots), "max_steps": cfg.train.steps,
                     "loss": cfg.train.loss, "pretrain_steps": n.pretrain_steps, "pretrain_lr": n.pretrain_lr,
                     "corpus_size": n.corpus_size, "template_fraction": n.template_fraction,
                     "encoder": {"hidden": config.hidden, "layers": config.layers, "heads": config.heads,

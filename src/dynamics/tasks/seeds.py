@@ -49,7 +49,7 @@ def run_seeds(task, cfg: Config, run: RunDir) -> dict:
         log.info("%s: seed %d %s %s", cfg.name, seed, summary["status"],
                  failure_line(summary.get("verdict") or {}))
         entries.append({"seed": seed, **summary})
-    verdict = aggregate(entries, min_pass_fraction=cfg.claim.min_pass_fraction)
+    verdict = aggregate(entries, min_pass_fraction=cfg.claim.min_pass_fraction, rule=cfg.claim.rule)
     if verdict.get("per_check"):
         plot_claim_checks(verdict["per_check"], seeds, run.figures / "checks.png", title=cfg.name)
     statuses = [e["status"] for e in entries]

@@ -150,7 +150,7 @@ def claim_over_seeds(cfg: Config, configs: list[Config], summaries: list[dict],
         groups.setdefault(key, []).append({"seed": c.seed, **s})
     verdicts = []
     for key, entries in groups.items():
-        v = aggregate(entries, min_pass_fraction=cfg.claim.min_pass_fraction)
+        v = aggregate(entries, min_pass_fraction=cfg.claim.min_pass_fraction, rule=cfg.claim.rule)
         verdicts.append({**dict(zip(swept, key)), **v})
     if len(verdicts) == 1:
         return verdicts[0]
