@@ -17,10 +17,29 @@ def test_kernel_rich_passes_with_its_alphas_and_fails_without_them():
     assert ok["passed"] is True, ok["failed"]
     assert ok["checks"]["rich_rel_err_a0.01"] == {"value": 0.05, "op": "<", "bound": 0.15,
                                                   "source": "calibrated", "passed": True}
+    # no bound at an intermediate α (where the transition lies depends on n, d): α = 0.3 at 0.45 (n = 50)
+    assert judge("kernel_rich", [], _kernel_context([0.01, 0.3, 1.0], [0.006, 0.45, 0.64]), {})["passed"] is True
+    assert not any(name.startswith("kernel_rel_err") for name in ok["checks"])
     bad = judge("kernel_rich", [], _kernel_context([0.1, 1.0], [0.4, 0.8]), {})
     assert bad["passed"] is False
     assert any("missing α = 0.01" in f for f in bad["failed"])
-    assert any("missing α = 0.3" in f for f in bad["failed"])
+    ends = judge("kernel_rich", [], _kernel_context([0.01, 1.0], [0.05, 0.8]), {})
+    assert ends["failed"] == ["missing an α between 0.01 and 1 (the transition) in implicit_bias.kernel_rich.alphas"]
+
+
+def test_kernel_rich_judges_convergence_the_kernel_end_and_monotonicity():
+    context = _kernel_context([0.01, 0.3, 1.0], [0.05, 0.7, 0.805])
+    context["l2_rel_err"] = 0.8  # |0.805 − 0.8| = 0.005 < 0.01
+    v = judge("kernel_rich", [], {**context, "residual": [9.3e-4, 1e-10, 1e-10], "gd_steps": [2000000, 7000, 2000]},
+              {})
+    assert v["failed"] == ["residual_a0.01 0.00093 > 0.0001"] and v["gd_steps"] == [2000000, 7000, 2000]
+    assert v["checks"]["l2_excess_a1"]["passed"] is True
+    assert np.isclose(v["checks"]["l2_excess_a1"]["value"], 0.005)
+    far = judge("kernel_rich", [], {**context, "l2_rel_err": 0.82}, {})  # |0.805 − 0.82| = 0.015
+    assert far["failed"] == ["l2_excess_a1 0.015 >= 0.01"]
+    flat = judge("kernel_rich", [], _kernel_context([0.01, 0.3, 1.0], [0.05, 0.81, 0.8]), {})
+    assert flat["checks"]["min_rel_err_increase"]["passed"] is False
+    assert np.isclose(flat["checks"]["min_rel_err_increase"]["value"], -0.01)
 
 
 def test_label_noise_judges_each_seed_and_counts_missing_seeds():
