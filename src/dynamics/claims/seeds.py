@@ -73,13 +73,13 @@ def aggregate(entries: list[dict], *, min_pass_fraction: float = 0.8, rule: str 
     and ``diverged_step`` or ``error`` where they apply), by ``rule`` (a key of ``RULES``)."""
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: allowed {' | '.join(RULES)}")
+    if any((e.get("verdict") or {}).get("passed", False) is None and e.get("status") == "finished"
+           for e in entries):
+        return {"passed": None, "seeds": [e.get("seed") for e in entries]}
     return RULES[rule](entries, min_pass_fraction)
 
 
 def _pass_fraction_rule(entries: list[dict], min_pass_fraction: float) -> dict:
-    if any((e.get("verdict") or {}).get("passed", False) is None and e.get("status") == "finished"
-           for e in entries):
-        return {"passed": None, "seeds": [e.get("seed") for e in entries]}
     n = len(entries)
     required = max(1, math.ceil(min_pass_fraction * n - 1e-9))
     outcomes = [_outcome(e) for e in entries]
@@ -139,9 +139,6 @@ def _mean_check(name: str, entries: list[dict]):
 
 
 def _mean_rule(entries: list[dict], min_pass_fraction: float) -> dict:
-    if any((e.get("verdict") or {}).get("passed", False) is None and e.get("status") == "finished"
-           for e in entries):
-        return {"passed": None, "seeds": [e.get("seed") for e in entries]}
     n = len(entries)
     allowed = n - max(1, math.ceil(min_pass_fraction * n - 1e-9)) if n else 0
     dropped = {e.get("seed"): why for e in entries if (why := _dropped(e)) is not None}
