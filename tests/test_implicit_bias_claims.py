@@ -6,25 +6,44 @@ import numpy as np
 from dynamics.claims import judge
 
 
-def _kernel_context(alphas, gd):
+def _kernel_context(alphas, gd, excess=None):
     n = len(alphas)
+    excess = list(gd) if excess is None else excess
     return {"alphas": alphas, "gd_rel_err": gd, "q_rel_err": gd, "gd_to_q": [1e-3] * n, "residual": [1e-10] * n,
-            "l2_rel_err": gd[-1], "l1_rel_err": 1e-12}
+            "l2_rel_err": gd[-1], "l1_rel_err": 1e-12, "l1_excess": excess, "l1_frac": list(gd),
+            "limit_alphas": [1e-3, 1e-6], "limit_l1_excess": [0.01, 1e-4], "limit_residual": [1e-12, 1e-12]}
 
 
 def test_kernel_rich_passes_with_its_alphas_and_fails_without_them():
     ok = judge("kernel_rich", [], _kernel_context([0.01, 0.1, 0.3, 1.0], [0.05, 0.4, 0.7, 0.8]), {})
     assert ok["passed"] is True, ok["failed"]
-    assert ok["checks"]["rich_rel_err_a0.01"] == {"value": 0.05, "op": "<", "bound": 0.15,
-                                                  "source": "calibrated", "passed": True}
+    assert ok["checks"]["rich_l1_excess_a0.01"] == {"value": 0.05, "op": "<", "bound": 0.5,
+                                                    "source": "pre-registered", "passed": True,
+                                                    "note": "ℓ1 norm nearer min-ℓ1's than min-ℓ2's"}
+    assert ok["checks"]["limit_l1_excess_a1e-06"]["value"] == 1e-4
     # no bound at an intermediate α (where the transition lies depends on n, d): α = 0.3 at 0.45 (n = 50)
     assert judge("kernel_rich", [], _kernel_context([0.01, 0.3, 1.0], [0.006, 0.45, 0.64]), {})["passed"] is True
-    assert not any(name.startswith("kernel_rel_err") for name in ok["checks"])
+    assert not any(name.startswith(("kernel_rel_err", "rich_rel_err", "precondition")) for name in ok["checks"])
     bad = judge("kernel_rich", [], _kernel_context([0.1, 1.0], [0.4, 0.8]), {})
     assert bad["passed"] is False
     assert any("missing α = 0.01" in f for f in bad["failed"])
     ends = judge("kernel_rich", [], _kernel_context([0.01, 1.0], [0.05, 0.8]), {})
     assert ends["failed"] == ["missing an α between 0.01 and 1 (the transition) in implicit_bias.kernel_rich.alphas"]
+
+
+def test_kernel_rich_rich_side_is_the_l1_excess_and_the_limit():
+    # far from x_ℓ1 in distance (l1_frac 0.74, a near-degenerate ℓ1 problem) but ℓ1-norm excess 0.105: passes
+    context = _kernel_context([0.01, 0.1, 1.0], [0.74, 0.86, 1.0], excess=[0.105, 0.46, 0.999])
+    assert judge("kernel_rich", [], context, {})["passed"] is True
+    # the rich α at the midpoint of the ℓ1 norms fails (a measured failure, not a missing α)
+    v = judge("kernel_rich", [], {**context, "l1_excess": [0.5, 0.7, 0.999]}, {})
+    assert v["failed"] == ["rich_l1_excess_a0.01 0.5 >= 0.5 (ℓ1 norm nearer min-ℓ1's than min-ℓ2's)"]
+    v = judge("kernel_rich", [], {**context, "limit_l1_excess": [0.2, 0.12]}, {})
+    assert v["failed"] == ["limit_l1_excess_a1e-06 0.12 >= 0.1"]
+    v = judge("kernel_rich", [], {**context, "limit_residual": [1e-12, 1e-3]}, {})
+    assert v["failed"] == ["limit_residual_a1e-06 0.001 > 0.0001"]
+    # a min-ℓ1 interpolant that is not w* is reported, not judged
+    assert judge("kernel_rich", [], {**context, "l1_rel_err": 0.68}, {})["passed"] is True
 
 
 def test_kernel_rich_judges_convergence_the_kernel_end_and_monotonicity():
@@ -37,9 +56,9 @@ def test_kernel_rich_judges_convergence_the_kernel_end_and_monotonicity():
     assert np.isclose(v["checks"]["l2_excess_a1"]["value"], 0.005)
     far = judge("kernel_rich", [], {**context, "l2_rel_err": 0.82}, {})  # |0.805 − 0.82| = 0.015
     assert far["failed"] == ["l2_excess_a1 0.015 >= 0.01"]
-    flat = judge("kernel_rich", [], _kernel_context([0.01, 0.3, 1.0], [0.05, 0.81, 0.8]), {})
-    assert flat["checks"]["min_rel_err_increase"]["passed"] is False
-    assert np.isclose(flat["checks"]["min_rel_err_increase"]["value"], -0.01)
+    flat = judge("kernel_rich", [], {**context, "l1_frac": [0.1, 0.81, 0.8]}, {})  # distance to x_ℓ1 falls
+    assert flat["checks"]["min_l1_frac_increase"]["passed"] is False
+    assert np.isclose(flat["checks"]["min_l1_frac_increase"]["value"], -0.01)
 
 
 def test_label_noise_judges_each_seed_and_counts_missing_seeds():

@@ -3,7 +3,10 @@
 GD on x = u⊙u − v⊙v from u = v = α for each α in ``alphas`` (step min(``optimizer.lr``, lr_scale/α²); each α
 freezes once ‖Zx − y‖ < tol, and the loop exits once every α has, so ``train.steps`` is a budget that costs
 only what convergence needs) vs argmin Q_α s.t. Zx = y (dual Newton oracle), with the min-ℓ1 and min-ℓ2
-interpolants as references. One seed (data: ``seed``'s stream) per run. The claim needs α = rich_alpha,
+interpolants as references; every solution's place between them, in the ℓ1 norm the α → 0 theorem is about,
+is ``l1_excess`` = (‖x‖₁ − ‖x_ℓ1‖₁)/(‖x_ℓ2‖₁ − ‖x_ℓ1‖₁) (0 at min-ℓ1, 1 at min-ℓ2), and in distance ``l1_frac`` =
+‖x − x_ℓ1‖/‖x_ℓ2 − x_ℓ1‖. argmin Q_α is also solved below the grid (``LIMIT_DECADES`` decades under
+the smallest α: the α → 0 limit). One seed (data: ``seed``'s stream) per run. The claim needs α = rich_alpha,
 l2_alpha and an α between them in the grid and fails (missing) without them, e.g.
 ``implicit_bias.kernel_rich.alphas=[0.3,1.0]``.
 """
@@ -20,6 +23,8 @@ from dynamics.tasks.base import TASKS
 from dynamics.tasks.implicit_bias_common import figure, finish, floats
 from dynamics.tasks.train import set_precision
 from dynamics.train import rng_streams
+
+LIMIT_DECADES = 4  # argmin Q_α at min(alphas)·10⁻¹ … 10⁻⁴ (dual Newton converges there; at 1e-8 it does not)
 
 
 def _gd_until_converged(w0, Z, y, lr, steps: int, every: int, tol: float):
@@ -91,18 +96,46 @@ def run_kernel_rich_task(cfg: Config, run: RunDir) -> dict:
             row[f"residual_a{a:g}"] = float(res[j])
         rows.append(row)
     x_gd = xs[:, -1]
+    frac, excess = _l1_frac(x_l1, x_l2), _l1_excess(x_l1, x_l2)
+    lim_alphas, x_lim, res_lim = _limit(Z, y, min(k.alphas))
     context = {"alphas": list(k.alphas), "gd_rel_err": floats(np.linalg.norm(x_gd - w_star, axis=1) / nrm),
                "q_rel_err": floats(np.linalg.norm(x_q - w_star, axis=1) / nrm),
                "gd_to_q": floats(np.linalg.norm(x_gd - x_q, axis=1) / nrm),
                "residual": floats(np.linalg.norm(x_gd @ Z.T - y, axis=1)), "q_residual": floats(res_q),
                "gd_steps": [int(r) for r in ran],
                "l2_rel_err": float(np.linalg.norm(x_l2 - w_star) / nrm),
-               "l1_rel_err": float(np.linalg.norm(x_l1 - w_star) / nrm)}
+               "l1_rel_err": float(np.linalg.norm(x_l1 - w_star) / nrm),
+               "l1_excess": floats(excess(x_gd)), "q_l1_excess": floats(excess(x_q)),
+               "l1_frac": floats(frac(x_gd)), "l2_frac": floats(frac(x_gd, x_l2)), "q_l1_frac": floats(frac(x_q)),
+               "limit_alphas": floats(lim_alphas), "limit_l1_excess": floats(excess(x_lim)),
+               "limit_l1_frac": floats(frac(x_lim)), "limit_residual": floats(res_lim)}
     summary = finish(cfg, run, rows, context, {"alphas": list(k.alphas), "lrs": floats(lrs), "tol": k.tol,
                                                "d": k.d, "n": k.n, "sparsity": k.sparsity},
                      {key: v for key, v in context.items() if key != "alphas"})
     _plot(run, Z, y, w_star, x_gd, x_q, x_l1, x_l2, k.alphas, cfg.name)
     return summary
+
+
+def _l1_frac(x_l1, x_l2):
+    """x ↦ ‖x − ref‖/‖x_ℓ2 − x_ℓ1‖ for each row of x (ref = x_ℓ1 unless given): a place between the two
+    interpolants in units of their distance, free of the scale of y and of n, d."""
+    sep = np.linalg.norm(x_l2 - x_l1)
+    return lambda x, ref=x_l1: np.linalg.norm(np.asarray(x) - ref, axis=-1) / sep
+
+
+def _l1_excess(x_l1, x_l2):
+    """x ↦ (‖x‖₁ − ‖x_ℓ1‖₁)/(‖x_ℓ2‖₁ − ‖x_ℓ1‖₁) for each row of x: the ℓ1 norm's excess over the minimum, in units
+    of the min-ℓ2 interpolant's excess (scale-free; robust where near-minimal-ℓ1 interpolants lie far apart)."""
+    lo, hi = np.abs(x_l1).sum(), np.abs(np.asarray(x_l2)).sum()
+    return lambda x: (np.abs(np.asarray(x)).sum(axis=-1) - lo) / (hi - lo)
+
+
+def _limit(Z, y, alpha_min: float):
+    """argmin Q_α and its residual at α = alpha_min·10⁻ʲ, j = 1 … LIMIT_DECADES (the oracle only)."""
+    lim = alpha_min * 10.0 ** -np.arange(1, LIMIT_DECADES + 1)
+    x, res = jax.jit(jax.vmap(argmin_woodworth, in_axes=(None, None, 0)))(
+        jnp.asarray(Z), jnp.asarray(y), jnp.asarray(lim, jnp.asarray(Z).dtype))
+    return lim, np.asarray(x), np.asarray(res)
 
 
 def _plot(run, Z, y, w_star, x_gd, x_q, x_l1, x_l2, alphas, title):
