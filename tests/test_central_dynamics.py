@@ -36,7 +36,7 @@ def _flat_setup(n=32):
     loss, params, data = classification(n=n, d=3, width=5, classes=2)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     floss = lambda w, d: loss(unravel(w), d)  # noqa: E731
-    H = jax.hessian(floss)(flat, data)
+    H = jax.jit(jax.hessian(floss))(flat, data)  # one program (eager: dozens of op compiles)
     evals, evecs = jnp.linalg.eigh(H)
     return floss, flat, data, evals[-1], evecs[:, -1]
 

@@ -81,7 +81,7 @@ def test_third_vector_matches_finite_differences_of_hvps(kind):
 def test_third_derivatives_match_dense_hessian_of_hessian(kind):
     loss, params = _problem(kind)
     flat, unravel = ravel_pytree(params)
-    D3 = np.asarray(jax.jacfwd(jax.hessian(lambda f: loss(unravel(f))))(flat))  # (n, n, n)
+    D3 = np.asarray(jax.jit(jax.jacfwd(jax.hessian(lambda f: loss(unravel(f)))))(flat))  # (n, n, n)
     k = 3
     U = jax.vmap(unravel)(jax.random.normal(jax.random.key(5), (k, flat.shape[0])))
     Uf = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(U))
@@ -185,7 +185,7 @@ def test_sdcp_closed_forms():
 def test_tracker_grows_and_matches_dense_eigh():
     loss, params = _problem("mlp")
     flat, unravel = ravel_pytree(params)
-    H = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+    H = np.asarray(jax.jit(jax.hessian(lambda f: loss(unravel(f))))(flat))
     evals, evecs = np.linalg.eigh(H)
     evals, evecs = evals[::-1], evecs[:, ::-1]
     thr = evals[2] / 0.75 * 0.99  # fraction·thr just below λ3: grows to λ1..λ3 plus the first below

@@ -22,7 +22,7 @@ def tiny_problem(key, activation="tanh"):
 
 def dense_hessian(loss_fn, params):
     flat, unravel = ravel_pytree(params)
-    return jax.hessian(lambda f: loss_fn(unravel(f)))(flat)
+    return jax.jit(jax.hessian(lambda f: loss_fn(unravel(f))))(flat)
 
 
 def test_hvp_matches_dense_hessian(key):

@@ -90,8 +90,8 @@ def test_full_batch_probe_is_the_rayleigh_quotient_along_the_gradient_with_zero_
         assert float(metrics["batch_sharpness"]) == pytest.approx(want, rel=1e-10)
         assert float(metrics["batch_sharpness_se"]) == 0.0
         flat, unravel = ravel_pytree(state.params)
-        H = jax.hessian(lambda w: ctx.loss(ctx.apply_fn(unravel(w), data.x_train),
-                                           data.y_train))(flat)
+        H = jax.jit(jax.hessian(lambda w: ctx.loss(ctx.apply_fn(unravel(w), data.x_train),
+                                                   data.y_train)))(flat)
         assert want <= np.linalg.eigvalsh(np.asarray(H))[-1] * (1 + 1e-12)  # BS ≤ λ_max
 
 

@@ -38,7 +38,7 @@ def mse(p, x, y):
 
 def dense_hessian(loss_fn, params):
     flat, unravel = ravel_pytree(params)
-    return np.asarray(jax.hessian(lambda f: loss_fn(unravel(f)))(flat))
+    return np.asarray(jax.jit(jax.hessian(lambda f: loss_fn(unravel(f))))(flat))
 
 
 class CompileCounter:
@@ -154,8 +154,8 @@ def test_empirical_ntk_default_matches_explicit_jacobian_f64():
         params, x, _ = make_problem(seed=2, n=7, d_out=3)
         x2 = x[:4] + 0.5
         flat, unravel = ravel_pytree(params)
-        J1 = jax.jacobian(lambda f: mlp_apply(unravel(f), x))(flat)  # (N1, O, P)
-        J2 = jax.jacobian(lambda f: mlp_apply(unravel(f), x2))(flat)
+        jac = jax.jit(jax.jacobian(lambda f, x: mlp_apply(unravel(f), x)))
+        J1, J2 = jac(flat, x), jac(flat, x2)  # (N1, O, P), (N2, O, P)
         want = np.einsum("iap,jbp->ijab", J1, J2)
         for method in ("auto", "jacobian", "ntvp"):
             k = empirical_ntk(mlp_apply, params, x, x2, method=method)

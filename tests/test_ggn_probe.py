@@ -22,7 +22,7 @@ def dense_operator(cfg, loss, operator):
     params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init(streams["init"]))
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     x, y = data.x_train, data.y_train
-    jac = jax.jacobian(lambda w: model.apply(unravel(w), x))(flat)  # (n, 4, P)
+    jac = jax.jit(jax.jacobian(lambda w: model.apply(unravel(w), x)))(flat)  # (n, 4, P)
     n = x.shape[0]
     if operator == "empirical_fisher":
         from dynamics.losses import LOSSES

@@ -34,7 +34,7 @@ def setup(optimizer="gd", loss="mse", model="mlp", steps=3):
 
 def dense(loss, apply_fn, params, x, y):
     flat, unravel = ravel_pytree(params)
-    return np.asarray(jax.hessian(lambda f: loss(apply_fn(unravel(f), x), y))(flat))
+    return np.asarray(jax.jit(jax.hessian(lambda f: loss(apply_fn(unravel(f), x), y)))(flat))
 
 
 def measure(name, ctx, state, **options):

@@ -58,7 +58,7 @@ def test_tracker_matches_dense_oracles_and_keeps_warm_starts(run):
     row = tracker(20, params, x, y, opt_state=opt_state)  # warm-started from step 10
 
     flat, unravel = ravel_pytree(params)
-    H = np.asarray(jax.hessian(lambda f: loss_fn(unravel(f), x, y))(flat), np.float64)
+    H = np.asarray(jax.jit(jax.hessian(lambda f: loss_fn(unravel(f), x, y)))(flat), np.float64)
     H = 0.5 * (H + H.T)
     assert row["sharpness"] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-4)
 
@@ -72,7 +72,7 @@ def test_tracker_matches_dense_oracles_and_keeps_warm_starts(run):
     assert abs(row["hessian_trace"] - np.trace(H)) < 5 * row["hessian_trace_stderr"]
 
     xp = x[:16]
-    J = np.asarray(jax.jacobian(lambda f: apply_fn(unravel(f), xp))(flat), np.float64)  # (N, O, P)
+    J = np.asarray(jax.jit(jax.jacobian(lambda f: apply_fn(unravel(f), xp)))(flat), np.float64)  # (N, O, P)
     K = np.einsum("iap,jbp->ijab", J, J)
     np.testing.assert_allclose(np.asarray(tracker.ntk), K, rtol=2e-4, atol=1e-4 * np.abs(K).max())
     n, o = K.shape[0], K.shape[2]
