@@ -27,21 +27,29 @@ def expected_count(evals_desc: np.ndarray, edge: float, k: int, k_max: int) -> i
     return count
 
 
-def growing(ctx, state, k=1, k_max=6, **options):
+def growing(ctx, state, k=1, k_max=3, **options):
     return PROBES.get("sharpness")(ctx, state.params, jax.random.key(3), every=10, tol=1e-9,
                                    max_iters=2000, method="lobpcg", k=k, k_max=k_max, **options)
 
 
+def top_evals(ctx, state, data):
+    """The dense float64 Hessian's eigenvalues, largest first."""
+    return np.linalg.eigvalsh(dense(ctx.loss, ctx.apply_fn, state.params, data.x_train,
+                                    data.y_train))[::-1]
+
+
+# Each tracked count is one compiled solve: k_max = 3 keeps them few. At 0.5 the block stops at k_max
+# (λ3 ≥ λ1/2), at 0.9 below the edge (λ2 < 0.9 λ1).
 @pytest.mark.parametrize("fraction", [0.5, 0.9])
 def test_growing_block_tracks_every_eigenvalue_above_the_fraction_of_a_given_threshold(fraction):
     with jax.enable_x64(True):
         ctx, state, data = setup(steps=3)
-        evals = np.linalg.eigvalsh(dense(ctx.loss, ctx.apply_fn, state.params, data.x_train,
-                                          data.y_train))[::-1]
+        evals = top_evals(ctx, state, data)
         threshold = float(evals[0])  # the edges fall between distinct eigenvalues of this net
         probe = growing(ctx, state, threshold=threshold, track_fraction=fraction)
         metrics, new_state = probe.measure(state, probe.init_state, jax.random.key(4))
-        count = expected_count(evals, fraction * threshold, 1, 6)
+        count = expected_count(evals, fraction * threshold, 1, 3)
+        assert count == {0.5: 3, 0.9: 2}[fraction]  # one case stops at k_max, one below the edge
         assert int(metrics["sharpness_tracked"]) == count == int(new_state["count"])
         got = [float(metrics["sharpness"])] + [float(metrics[f"sharpness_{i}"])
                                                for i in range(2, count + 1)]
@@ -50,14 +58,16 @@ def test_growing_block_tracks_every_eigenvalue_above_the_fraction_of_a_given_thr
         assert float(metrics["sharpness_threshold"]) == pytest.approx(threshold)
         # the state keeps k_max rows: the solved block first, the unused directions after it
         rows = jax.tree.leaves(new_state["vectors"])[0].shape[0]
-        assert rows == 6
+        assert rows == 3
 
 
 def test_growth_warm_starts_and_does_not_regrow():
     """A second measurement at the same point starts from the grown block: same count, fewer matvecs."""
     with jax.enable_x64(True):
-        ctx, state, _ = setup(steps=3)
-        probe = growing(ctx, state, threshold=1e-9, track_fraction=1.0, k_max=3)
+        ctx, state, data = setup(steps=3)
+        # the threshold of the test above (the same compiled solves): λ3 >= 0.5 λ1, so it grows to 3
+        probe = growing(ctx, state, threshold=float(top_evals(ctx, state, data)[0]),
+                        track_fraction=0.5)
         first, grown = probe.measure(state, probe.init_state, jax.random.key(4))
         second, again = probe.measure(state, grown, jax.random.key(5))
         assert int(first["sharpness_tracked"]) == int(second["sharpness_tracked"]) == 3
@@ -72,11 +82,11 @@ def test_threshold_comes_from_the_optimizer_state_per_point_of_a_vmapped_batch()
     points share one count (the larger one wants), and each point's values match its dense Hessian."""
     with jax.enable_x64(True):
         ctx, state, data = setup(steps=3)
-        evals = np.linalg.eigvalsh(dense(ctx.loss, ctx.apply_fn, state.params, data.x_train,
-                                          data.y_train))[::-1]
+        evals = top_evals(ctx, state, data)
         fraction = 0.5
-        # η such that 2/η sits between eigenvalues: point 0 wants 2 tracked, point 1 wants 4
-        lrs = [2.0 * fraction / ((evals[i] + evals[i + 1]) / 2) for i in (0, 2)]
+        # η such that fraction·2/η sits above λ1 (point 0 wants 1 tracked) and between λ1 and λ2
+        # (point 1 wants 2)
+        lrs = [2.0 * fraction / edge for edge in (1.05 * evals[0], (evals[0] + evals[1]) / 2)]
         pair = lambda tree: jax.tree.map(lambda a: jnp.stack([a, a]), tree)  # noqa: E731
         probe = growing(ctx, state, track_fraction=fraction)
         probe = probe._replace(data=pair(probe.data))  # a sweep stacks the probe's data too
@@ -86,14 +96,14 @@ def test_threshold_comes_from_the_optimizer_state_per_point_of_a_vmapped_batch()
         keys = jax.random.split(jax.random.key(4), 2)
         metrics, new = probe.measure_with(jax.jit(jax.vmap(probe.fn)), states, init, keys,
                                           batched=True)
-        want = [expected_count(evals, fraction * 2 / lr, 1, 6) for lr in lrs]
-        assert want == [2, 4]
-        assert list(np.asarray(metrics["sharpness_tracked"])) == [4, 4]
+        want = [expected_count(evals, fraction * 2 / lr, 1, 3) for lr in lrs]
+        assert want == [1, 2]
+        assert list(np.asarray(metrics["sharpness_tracked"])) == [2, 2]
         np.testing.assert_allclose(np.asarray(metrics["sharpness_threshold"]),
                                    [2 / lr for lr in lrs], rtol=1e-12)
         for i in range(2):
-            got = [metrics["sharpness"][i]] + [metrics[f"sharpness_{j}"][i] for j in (2, 3, 4)]
-            np.testing.assert_allclose(np.asarray(got), evals[:4], rtol=1e-6)
+            got = [metrics["sharpness"][i], metrics["sharpness_2"][i]]
+            np.testing.assert_allclose(np.asarray(got), evals[:2], rtol=1e-6)
 
 
 def test_precond_probe_grows_against_adams_threshold_on_the_preconditioned_hessian():
@@ -103,14 +113,13 @@ def test_precond_probe_grows_against_adams_threshold_on_the_preconditioned_hessi
         ctx, state, data = setup(optimizer="adam", steps=3)
         probe = PROBES.get("precond_sharpness")(ctx, state.params, jax.random.key(3), every=10,
                                                 tol=1e-9, max_iters=2000, method="lobpcg",
-                                                track_fraction=1e-6, k_max=3)
+                                                track_fraction=1e-6, k_max=2)
         metrics, _ = probe.measure(state, probe.init_state, jax.random.key(4))
         P = np.asarray(ravel_pytree(adaptive_preconditioner(state.opt_state))[0])
         H = dense(ctx.loss, ctx.apply_fn, state.params, data.x_train, data.y_train)
         d = 1 / np.sqrt(P)
-        want = np.linalg.eigvalsh(d[:, None] * H * d[None, :])[::-1][:3]
-        got = [metrics["precond_sharpness"], metrics["precond_sharpness_2"],
-               metrics["precond_sharpness_3"]]
+        want = np.linalg.eigvalsh(d[:, None] * H * d[None, :])[::-1][:2]
+        got = [metrics["precond_sharpness"], metrics["precond_sharpness_2"]]
         np.testing.assert_allclose(np.asarray(got, dtype=float), want, rtol=1e-6)
         # Adam's (2 + 2β1)/((1 − β1)η) at β1 = 0.9, η = 0.1
         assert float(metrics["precond_sharpness_threshold"]) == pytest.approx(3.8 / 0.01, rel=1e-6)
@@ -148,7 +157,7 @@ def test_a_learning_rate_sweep_tracks_against_each_points_threshold(compose, tmp
 
 def test_a_resumed_growing_run_writes_the_uninterrupted_metrics(compose, resumes_identically):
     args = ("train.steps=30", "train.chunk=5", "checkpoint.every=5", "probes.sharpness.every=5",
-            "probes.sharpness.track_fraction=0.05", "probes.sharpness.k_max=3",
+            "probes.sharpness.track_fraction=0.05", "probes.sharpness.k_max=2",
             "probes.sharpness.method=lobpcg", "optimizer.lr=0.4")
     whole = resumes_identically(lambda *more: small(compose, *args, *more), at=17)
     grown = [r["step"] for r in tracked_rows(whole) if r["sharpness_tracked"] > 1]
