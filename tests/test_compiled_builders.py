@@ -54,16 +54,25 @@ def test_teacher_regression_matches_eager_generation(precision):
     assert same(data.x_train, x[:40]) and same(data.y_train, y[:40]) and same(data.y_test, y[40:])
 
 
-@pytest.mark.parametrize("name,input_shape,options,module", [
-    ("mlp", (32,), dict(widths=[64, 64]), MLP((64, 64), 4, "tanh", "torch", True)),
-    ("mlp", (5,), dict(widths=[8], activation="relu", init="he"), MLP((8,), 4, "relu", "he", True)),
-    ("mlp", (5,), dict(widths=[8], init="lecun"), MLP((8,), 4, "tanh", "lecun", True)),
-    ("mlp", (5,), dict(widths=[8], init="xavier", use_bias=False),
-     MLP((8,), 4, "tanh", "xavier", False)),
-    ("cnn", (6, 6, 2), dict(channels=[3], init="he"), CNN((3,), 4, weight_init="he")),
-    ("cnn", (12, 1), dict(channels=[4, 4]), CNN((4, 4), 4)),
-    ("scale_invariant_mlp", (6,), dict(widths=[8]), ScaleInvariantMLP((8,), 4)),
-])
+MODELS = [  # (case, in make test with float64 too)
+    (("mlp", (32,), dict(widths=[64, 64]), MLP((64, 64), 4, "tanh", "torch", True)), False),
+    (("mlp", (5,), dict(widths=[8], activation="relu", init="he"), MLP((8,), 4, "relu", "he", True)),
+     True),
+    (("mlp", (5,), dict(widths=[8], init="lecun"), MLP((8,), 4, "tanh", "lecun", True)), False),
+    (("mlp", (5,), dict(widths=[8], init="xavier", use_bias=False),
+      MLP((8,), 4, "tanh", "xavier", False)), False),
+    (("cnn", (6, 6, 2), dict(channels=[3], init="he"), CNN((3,), 4, weight_init="he")), True),
+    (("cnn", (12, 1), dict(channels=[4, 4]), CNN((4, 4), 4)), False),
+    (("scale_invariant_mlp", (6,), dict(widths=[8]), ScaleInvariantMLP((8,), 4)), True),
+]
+
+
+# Every case in float32; in float64 one case per model kind in make test, the others under make
+# test-all (each eager Flax init compiles op by op: the float64 copies were a sixth of this file's cold
+# time, and the float64 path of each kind stays covered).
+@pytest.mark.parametrize("precision,name,input_shape,options,module", [
+    pytest.param(precision, *case, marks=() if precision == "float32" or fast else pytest.mark.slow)
+    for precision in ("float32", "float64") for case, fast in MODELS], indirect=["precision"])
 def test_model_init_matches_eager_flax_init(name, input_shape, options, module, precision):
     key = jax.random.key(5)
     params = build_model(name, input_shape, 4, **options).init(key)
