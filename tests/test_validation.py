@@ -37,25 +37,44 @@ main()
 """
 
 
-def test_bad_input_fails_with_one_line_and_exit_code_2_and_a_full_disk_with_1(tmp_path):
+def _cli_fails_with_one_line_and_exit_code_2(tmp_path, bad, full_disk):
     """All in parallel subprocesses (each pays for its own start-up)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
     procs = {arg: subprocess.Popen([sys.executable, "-m", "dynamics.run", "+exp=smoke", arg,
                                     f"hydra.run.dir={tmp_path / str(i)}"], cwd=tmp_path, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i, arg in enumerate(BAD)}
-    full = subprocess.Popen([sys.executable, "-c", FULL_DISK, str(tmp_path / "full")], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, arg in enumerate(bad)}
+    if full_disk:
+        full = subprocess.Popen([sys.executable, "-c", FULL_DISK, str(tmp_path / "full")],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     for i, (arg, proc) in enumerate(procs.items()):
         out, err = proc.communicate(timeout=300)
         lines = [line for line in (out + err).splitlines() if line.strip()]
         assert proc.returncode == 2, (arg, out, err)
         assert len(lines) == 1 and lines[0].startswith(BAD[arg]), (arg, lines)
         assert not (tmp_path / str(i) / "summary.json").exists()
-    out, err = full.communicate(timeout=300)
-    assert full.returncode == 1, err
-    assert err.splitlines()[-1] == (f"error: No space left on device: {tmp_path}/full/metrics.jsonl")
-    assert "Traceback" not in err
+    if full_disk:
+        out, err = full.communicate(timeout=300)
+        assert full.returncode == 1, err
+        assert err.splitlines()[-1] == ("error: No space left on device: "
+                                        f"{tmp_path}/full/metrics.jsonl")
+        assert "Traceback" not in err
+
+
+# make test: one bad input caught when the config is composed (an unknown key), one caught by
+# validate (data too large), and the full disk, through the command line; the vmap.* messages are
+# checked in-process below (test_every_vmap_value_is_checked_like_the_scalar_key). make test-all runs
+# those two through the command line as well (each subprocess pays the start-up, ~4 s CPU).
+def test_bad_input_fails_with_one_line_and_exit_code_2_and_a_full_disk_with_1(tmp_path):
+    _cli_fails_with_one_line_and_exit_code_2(
+        tmp_path, ["+optimizer.lrr=0.1", "data.n_train=100000000"], full_disk=True)
+
+
+@pytest.mark.slow
+def test_bad_vmap_values_fail_with_one_line_and_exit_code_2(tmp_path):
+    _cli_fails_with_one_line_and_exit_code_2(tmp_path, ["vmap.b1=[1.5]", "vmap.lr=[]"],
+                                             full_disk=False)
 
 
 def test_compose_errors_exit_2(tmp_path):
@@ -70,6 +89,8 @@ def test_compose_errors_exit_2(tmp_path):
     ("vmap.lr=[0.1,0.0]", "vmap.lr=[0.1, 0.0] is invalid: 0.0 is not allowed; allowed a float > 0"),
     ("vmap.eps=[-1.0]", "vmap.eps=[-1.0] is invalid"),
     ("vmap.seed=[]", "vmap.seed=[] is invalid: allowed a non-empty list"),
+    ("vmap.b1=[1.5]", BAD["vmap.b1=[1.5]"].removeprefix("config error: ")),
+    ("vmap.lr=[]", BAD["vmap.lr=[]"].removeprefix("config error: ")),
 ])
 def test_every_vmap_value_is_checked_like_the_scalar_key(compose, override, message):
     with pytest.raises(ConfigError) as err:
