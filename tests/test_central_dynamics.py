@@ -41,13 +41,18 @@ def _flat_setup(n=32):
     return floss, flat, data, evals[-1], evecs[:, -1]
 
 
+def _gradients(floss, w, data, v):
+    """∇L and ∇S (S = vᵀHv) as one jitted program (eager: dozens of op-by-op compiles)."""
+    return jax.jit(lambda w, data, v: (jax.grad(floss)(w, data),
+                                       eigenvalue_gradient(lambda x: floss(x, data), w, v)))(w, data, v)
+
+
 def test_gd_one_eigenvalue_step_is_the_closed_form():
     """k = 1: σ² = max(0, −2⟨∇L,∇S⟩/‖∇S‖² + 2(λ − 2/η)/(dt η ‖∇S‖²)) (the second term restores a
     drift off the edge within one substep); at λ = 2/η it is the paper's σ² (``gd_sigma2``)."""
     floss, w, data, S, v = _flat_setup()
     lr = 2.0 / S  # exactly at the edge
-    g = jax.grad(floss)(w, data)
-    grad_s = eigenvalue_gradient(lambda x: floss(x, data), w, v)
+    g, grad_s = _gradients(floss, w, data, v)
     raw = float(-2 * jnp.vdot(g, grad_s) / jnp.vdot(grad_s, grad_s))
     state = FlowState(jnp.zeros(()), jnp.ones(()))
     dt = 0.25
@@ -70,8 +75,7 @@ def test_gd_one_eigenvalue_step_is_the_closed_form():
 
 def test_scalar_rmsprop_one_eigenvalue_step_is_the_closed_form():
     floss, w, data, S, v = _flat_setup()
-    g = jax.grad(floss)(w, data)
-    grad_s = eigenvalue_gradient(lambda x: floss(x, data), w, v)
+    g, grad_s = _gradients(floss, w, data, v)
     # ν = (ηS/2)² ≫ ‖g‖² decays fast enough (c large) that S_eff would rise: the constraint is active
     lr = 10 * float(jnp.linalg.norm(g) / S)
     c = max(1.0, 8 * float(jnp.vdot(g, grad_s)) / float(S) ** 2)
@@ -81,7 +85,8 @@ def test_scalar_rmsprop_one_eigenvalue_step_is_the_closed_form():
     num = 2 * lr**2 * jnp.vdot(-g, grad_s) + 2 * c * (lr**2 * S**2 / 4 - jnp.vdot(g, g))
     sigma2 = max(0.0, float(num / (lr**2 * jnp.vdot(grad_s, grad_s) + 2 * c * S**2)))
     state = FlowState(jnp.asarray(nu), jnp.ones(()))
-    _, _, info = central_substep(floss, opt, w, state, v[None], jnp.array([2.0]), data, 0.25, w)
+    step = jax.jit(central_substep, static_argnums=(0,))  # one program (eager: op by op)
+    _, _, info = step(floss, opt, w, state, v[None], jnp.array([2.0]), data, 0.25, w)
     assert sigma2 > 0
     np.testing.assert_allclose(float(info["sigma_eigs"][0]), sigma2, rtol=1e-7)
 
