@@ -186,7 +186,10 @@ def test_sdcp_closed_forms():
 # ---------------------------------------------------------------- tracking
 
 
-def test_tracker_grows_and_matches_dense_eigh():
+# lanczos (the tracker's default) in make test; lobpcg under make test-all (the lobpcg tracker is held in
+# make test by test_tracker_resolves_eigenvalues_locked_together and the eigsh_top_k lobpcg tests)
+@pytest.mark.parametrize("method", ["lanczos", pytest.param("lobpcg", marks=pytest.mark.slow)])
+def test_tracker_grows_and_matches_dense_eigh(method):
     loss, params = _problem("mlp")
     flat, unravel = ravel_pytree(params)
     H = np.asarray(jax.jit(jax.hessian(lambda f: loss(unravel(f))))(flat))
@@ -194,19 +197,18 @@ def test_tracker_grows_and_matches_dense_eigh():
     evals, evecs = evals[::-1], evecs[:, ::-1]
     thr = evals[2] / 0.75 * 0.99  # fraction·thr just below λ3: grows to λ1..λ3 plus the first below
     floss = lambda p, d: loss(p)  # noqa: E731
-    for method in ("lanczos", "lobpcg"):
-        tr = EigenTracker(hessian_matvec(floss), threshold=thr, fraction=0.75, k_init=3, k_max=6, method=method,
-                          tol=1e-9, max_iters=3000)
-        res = tr((params, None, None), None, key=jax.random.key(0))
-        k = res.values.shape[0]
-        assert k == 4 and res.converged and res.num_matvecs > 0, (method, k)
-        np.testing.assert_allclose(np.asarray(res.values), evals[:k], rtol=1e-7)
-        overlap = np.abs(np.sum(np.asarray(res.vectors) * evecs[:, :k].T, axis=1))
-        np.testing.assert_allclose(overlap, 1.0, atol=1e-6)
-        # warm start from the answer: converged at once, same signs
-        again = tr((params, None, None), res.vectors, key=jax.random.key(1))
-        assert again.num_matvecs < res.num_matvecs
-        assert np.all(np.sum(np.asarray(again.vectors) * np.asarray(res.vectors), axis=1) > 0.99)
+    tr = EigenTracker(hessian_matvec(floss), threshold=thr, fraction=0.75, k_init=3, k_max=6,
+                      method=method, tol=1e-9, max_iters=3000)
+    res = tr((params, None, None), None, key=jax.random.key(0))
+    k = res.values.shape[0]
+    assert k == 4 and res.converged and res.num_matvecs > 0, (method, k)
+    np.testing.assert_allclose(np.asarray(res.values), evals[:k], rtol=1e-7)
+    overlap = np.abs(np.sum(np.asarray(res.vectors) * evecs[:, :k].T, axis=1))
+    np.testing.assert_allclose(overlap, 1.0, atol=1e-6)
+    # warm start from the answer: converged at once, same signs
+    again = tr((params, None, None), res.vectors, key=jax.random.key(1))
+    assert again.num_matvecs < res.num_matvecs
+    assert np.all(np.sum(np.asarray(again.vectors) * np.asarray(res.vectors), axis=1) > 0.99)
 
 
 def test_align_signs_and_rayleigh_ritz():
