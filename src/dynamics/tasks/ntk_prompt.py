@@ -262,7 +262,8 @@ def run_ntk_prompt(cfg: Config, run: RunDir) -> dict:
                     "template (more ntk.prompt.pretrain_steps?)", zero_shot)
     rows = _log_rows(cfg, run, curves)
     plot_training(run.rows, run.figures, title=f"{cfg.name}: prompt GD fine-tuning, k={n.shots[0]}")
-    plot_prompt(results, run.figures, f"{cfg.name}: prompt vs [CLS] head (seed {cfg.seed})")
+    shown = " vs ".join(v for v in ("prompt", "control", "head") if v in results[f"k{n.shots[0]}"])
+    plot_prompt(results, run.figures, f"{cfg.name}: {shown} (seed {cfg.seed})")
 
     def public(d):
         return {m: x for m, x in d.items() if m not in OPTIMIZERS and not m.startswith("_")}

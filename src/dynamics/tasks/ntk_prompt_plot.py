@@ -52,7 +52,9 @@ def plot_prompt(results: dict, figures, title: str) -> None:
             ax.set_ylim(*ylim)
             ax.axhline(0.5, color="k", lw=0.6, ls=":")
         ax.legend(fontsize=7, loc="upper left")
-    top[0].set_title(f"{title}\nkernel: GD ↔ eNTK kernel GD, Adam ↔ A-SignGD regression", fontsize=10)
+    with_adam = any("adam" in results[k][v] for k in shots for v in variants)
+    top[0].set_title(f"{title}\nkernel: GD ↔ eNTK kernel GD" + (", Adam ↔ A-SignGD regression" if with_adam else ""),
+                     fontsize=10)
     top[1].set_title("GD vs eNTK kernel GD: how far the kernel is from fine-tuning", fontsize=10)
     k = shots[-1]
     for ax, v in zip(bottom, variants):
