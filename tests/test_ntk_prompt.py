@@ -19,6 +19,7 @@ from dynamics.errors import ConfigError
 from dynamics.losses import cross_entropy, mse
 from dynamics.models.encoder import Encoder, EncoderConfig, MaskedLM, init_masked_lm
 from dynamics.ntk import asymmetric_sign_kernel, empirical_ntk, gradient_descent_mse, linearized_apply
+from dynamics.run import run
 from dynamics.tasks import ntk_prompt_kernels as kern
 from dynamics.tasks import ntk_prompt_model as model
 
@@ -235,8 +236,6 @@ def test_mlm_loss_is_deterministic_and_about_uniform_at_init():
     ("ntk.prompt.control_template_fraction=0.95", "ntk.prompt.control_template_fraction"),  # > 1 − 0.1
 ])
 def test_bad_values_fail_before_anything_is_built(compose, tmp_path, override, key):
-    from dynamics.run import run
-
     with pytest.raises(ConfigError, match=rf"^{key}=.* is invalid: allowed "):
         run(compose("+exp=ntk_prompt", override, "claim.seeds=1"), tmp_path)
 
@@ -298,3 +297,22 @@ def test_ntk_prompt_claim_fails_without_its_evidence():
     control_unfit["k16"]["control"]["sgd"]["ft_train_acc"] = 0.87  # a fixed-budget control need not fit
     out = claim({}, {"results": control_unfit})
     assert out["passed"] is True and out["control_train_acc"] == {"k16": 0.87}
+
+
+# ------------------------------------------------------------------------- the claim at full size (slow)
+
+@pytest.mark.slow  # make test-all: ~12 min (5 seeds) + ~5 min (control, 2 seeds) on 2 cores
+def test_full_size_claim_passes_on_the_mean_over_seeds_and_the_meaningless_prompt_fails(compose, tmp_path):
+    out = run(compose("+exp=ntk_prompt"), tmp_path / "claim")
+    v = out["verdict"]
+    assert v["passed"] is True, v["failed"]
+    assert v["seeds"] == [0, 1, 2, 3, 4] and not v["dropped"]
+    for k in ("k16", "k64"):  # every check judged on its mean over the 5 seeds, against its bound
+        assert v["checks"][f"{k}_margin_gap"]["mean"] <= 0.7071 < v["checks"][f"{k}_control_margin_gap"]["mean"]
+        gap = v["checks"][f"{k}_gap_vs_control"]
+        assert gap["value"] == pytest.approx(gap["mean"] - 2 * gap["se"]) and gap["value"] > 0
+    control = run(compose("+exp=ntk_prompt", "ntk.prompt.template_fraction=0", "claim.seeds=2"),
+                  tmp_path / "control")["verdict"]
+    assert control["passed"] is False
+    assert {"k16_margin_gap", "k16_linearization_gap", "k64_margin_gap"} <= {
+        name for name, c in control["checks"].items() if not c["passed"]}
