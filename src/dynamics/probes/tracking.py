@@ -23,6 +23,7 @@ the number ``probes.<name>.threshold``. Logged per measurement: ``<name>_thresho
 """
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -107,19 +108,38 @@ class Growth(NamedTuple):
         vectors = probe_state["vectors"]
         count = int(np.max(np.asarray(probe_state["count"])))
         matvecs = 0
+        head, tail = _split(vectors, count, axis)
         while True:
-            metrics, solved = call(train_state, _rows(vectors, 0, count, axis), key, *data)
+            metrics, solved = call(train_state, head, key, *data)
             matvecs = matvecs + np.asarray(metrics[f"{self.prefix}_matvecs"])
-            vectors = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=axis), solved,
-                                   _rows(vectors, count, None, axis))
             if count >= self.k_max or not self._wants_more(metrics, count):
+                vectors = _join(solved, tail, axis)
                 break
             count += 1
+            head, tail = _grow(solved, tail, axis)
         counts = jnp.full_like(probe_state["count"], count)
         metrics = {**metrics, f"{self.prefix}_matvecs": matvecs, f"{self.prefix}_tracked": counts}
         return metrics, {"vectors": vectors, "count": counts}
 
 
-def _rows(stacked: PyTree, start: int, stop: int | None, axis: int) -> PyTree:
-    """Rows ``start:stop`` of every leaf of a stacked pytree along ``axis``."""
-    return jax.tree.map(lambda v: jax.lax.slice_in_dim(v, start, stop, axis=axis), stacked)
+# The block's slicing and stacking, each one jitted program over the whole pytree (eager, every leaf
+# and every slice compiled its own tiny program); exact copies, so the rows are bit-identical.
+@partial(jax.jit, static_argnums=(1, 2))
+def _split(stacked: PyTree, count: int, axis: int) -> tuple[PyTree, PyTree]:
+    """Rows ``:count`` and ``count:`` of every leaf of a stacked pytree along ``axis``."""
+    return (jax.tree.map(lambda v: jax.lax.slice_in_dim(v, 0, count, axis=axis), stacked),
+            jax.tree.map(lambda v: jax.lax.slice_in_dim(v, count, None, axis=axis), stacked))
+
+
+@partial(jax.jit, static_argnums=2)
+def _join(solved: PyTree, tail: PyTree, axis: int) -> PyTree:
+    """The solved rows stacked on the untracked ones along ``axis``."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=axis), solved, tail)
+
+
+@partial(jax.jit, static_argnums=2)
+def _grow(solved: PyTree, tail: PyTree, axis: int) -> tuple[PyTree, PyTree]:
+    """The next block (the solved rows and the first untracked one) and the rows after it."""
+    return (jax.tree.map(lambda a, b: jnp.concatenate(
+                [a, jax.lax.slice_in_dim(b, 0, 1, axis=axis)], axis=axis), solved, tail),
+            jax.tree.map(lambda b: jax.lax.slice_in_dim(b, 1, None, axis=axis), tail))
