@@ -140,13 +140,16 @@ def test_sdcp_matches_brute_force_and_kkt(k):
         assert np.linalg.eigvalsh(Y)[0] >= -1e-9 * scale
         assert abs(np.sum(X * Y)) <= 1e-9 * scale**2
         Xb, fb = _burer_monteiro(a, M, k, rng)
-        x = np.asarray(svec(res.X))
+        x = np.asarray(jax.jit(svec)(res.X))
         assert 0.5 * x @ M @ x + a @ x <= fb + 1e-10 * max(1, abs(fb))
         np.testing.assert_allclose(X, Xb, atol=1e-5 * max(1, np.abs(Xb).max()))
 
 
 def test_sdcp_closed_forms():
+    # each library call as one jitted program (eager, op by op, they compiled ~76 tiny programs cold)
     solve = jax.jit(solve_sdcp)
+    solve_svec = jax.jit(solve_sdcp_svec, static_argnums=2)
+    jsvec, jop = jax.jit(svec), jax.jit(operator_matrix)
     for a, b in [(-1.5, 2.0), (0.7, 3.0), (-1e-3, 1e-4)]:
         res = solve(jnp.array([[a]]), jnp.array([[[[b]]]]))
         np.testing.assert_allclose(float(res.X[0, 0]), max(0.0, -a / b), rtol=1e-10, atol=1e-14)
@@ -159,15 +162,15 @@ def test_sdcp_closed_forms():
         for j in range(3):
             if i != j:
                 B[i, j, i, j] = 1.0  # acts on off-diagonal entries only
-    res = solve(jnp.diag(a), jnp.asarray(B))
+    res = solve(jnp.asarray(np.diag(a)), jnp.asarray(B))
     np.testing.assert_allclose(np.asarray(res.X), np.diag(np.maximum(0, -a / b)), atol=1e-10)
     # interior: α = −B[X*] for X* ≻ 0 gives X* back; rotation covariance
     rng = np.random.default_rng(0)
     G = rng.normal(size=(6, 8))
     M = G @ G.T
     Xs = np.array([[1.0, 0.2, 0.1], [0.2, 0.8, -0.3], [0.1, -0.3, 0.6]])
-    a = -M @ np.asarray(svec(jnp.asarray(Xs)))
-    res = solve_sdcp_svec(jnp.asarray(a), jnp.asarray(M), 3)
+    a = -M @ np.asarray(jsvec(jnp.asarray(Xs)))
+    res = solve_svec(jnp.asarray(a), jnp.asarray(M), 3)
     np.testing.assert_allclose(np.asarray(res.X), Xs, atol=1e-10)
     # operator_matrix: M svec(X) = svec(B[X]) for a Gram tensor B_ijkl = ⟨G_ij, G_kl⟩
     Gs = rng.normal(size=(3, 3, 7))
@@ -175,12 +178,12 @@ def test_sdcp_closed_forms():
     B = np.einsum("ijr,klr->ijkl", Gs, Gs)
     X = rng.normal(size=(3, 3))
     X = X + X.T
-    Mb = np.asarray(operator_matrix(jnp.asarray(B)))
-    np.testing.assert_allclose(Mb @ np.asarray(svec(jnp.asarray(X))),
-                               np.asarray(svec(jnp.asarray(np.einsum("ijkl,kl->ij", B, X)))), rtol=1e-12)
-    res = solve_sdcp(jnp.asarray(-np.eye(3)), jnp.asarray(B))
-    np.testing.assert_allclose(np.asarray(res.X), np.asarray(solve_sdcp_svec(
-        svec(-jnp.eye(3)), jnp.asarray(Mb), 3).X), atol=1e-9)
+    Mb = np.asarray(jop(jnp.asarray(B)))
+    np.testing.assert_allclose(Mb @ np.asarray(jsvec(jnp.asarray(X))),
+                               np.asarray(jsvec(jnp.asarray(np.einsum("ijkl,kl->ij", B, X)))), rtol=1e-12)
+    res = solve(jnp.asarray(-np.eye(3)), jnp.asarray(B))
+    np.testing.assert_allclose(np.asarray(res.X), np.asarray(solve_svec(
+        jsvec(jnp.asarray(-np.eye(3))), jnp.asarray(Mb), 3).X), atol=1e-9)
 
 
 # ---------------------------------------------------------------- tracking
