@@ -96,14 +96,20 @@ def test_scalar_rmsprop_one_eigenvalue_step_is_the_closed_form():
 def test_flow_preconditioner_matches_the_optax_step(make):
     loss, params, data = classification(n=16, d=3, width=4, classes=2)
     opt = make()
-    w, _ = jax.flatten_util.ravel_pytree(params)
-    g = jax.grad(lambda x: loss(jax.flatten_util.ravel_pytree(params)[1](x), data))(w)
+    w, unravel = jax.flatten_util.ravel_pytree(params)
     tx = discrete_transform(opt)
-    updates, st = tx.update(g, tx.init(w), w)
-    p = preconditioner(opt, init_flow_state(opt, g), w.shape[0], w.dtype)
-    np.testing.assert_allclose(np.asarray(updates), np.asarray(-g / p), rtol=1e-12)
-    p2 = preconditioner(opt, discrete_flow_state(opt, st, 0), w.shape[0], w.dtype)
-    np.testing.assert_allclose(np.asarray(p2), np.asarray(p), rtol=1e-12)
+
+    @jax.jit  # one program (eager, op by op, the grad, the optax step and the flow state compiled ~88)
+    def step(w):
+        g = jax.grad(lambda x: loss(unravel(x), data))(w)
+        updates, st = tx.update(g, tx.init(w), w)
+        p = preconditioner(opt, init_flow_state(opt, g), w.shape[0], w.dtype)
+        p2 = preconditioner(opt, discrete_flow_state(opt, st, 0), w.shape[0], w.dtype)
+        return g, updates, p, p2
+
+    g, updates, p, p2 = (np.asarray(a) for a in step(w))
+    np.testing.assert_allclose(updates, -g / p, rtol=1e-12)
+    np.testing.assert_allclose(p2, p, rtol=1e-12)
 
 
 @pytest.mark.slow  # make test-all; the one-step closed forms stay in make test
