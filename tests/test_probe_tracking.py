@@ -87,7 +87,8 @@ def test_threshold_comes_from_the_optimizer_state_per_point_of_a_vmapped_batch()
         # η such that fraction·2/η sits above λ1 (point 0 wants 1 tracked) and between λ1 and λ2
         # (point 1 wants 2)
         lrs = [2.0 * fraction / edge for edge in (1.05 * evals[0], (evals[0] + evals[1]) / 2)]
-        pair = lambda tree: jax.tree.map(lambda a: jnp.stack([a, a]), tree)  # noqa: E731
+        # one program per tree (eager, every leaf's stack compiled its own)
+        pair = jax.jit(lambda tree: jax.tree.map(lambda a: jnp.stack([a, a]), tree))  # noqa: E731
         probe = growing(ctx, state, track_fraction=fraction)
         probe = probe._replace(data=pair(probe.data))  # a sweep stacks the probe's data too
         states = pair(state)
