@@ -5,14 +5,19 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests compile hundreds of small programs and run each briefly: skip XLA's expensive CPU backend passes
-# (LLVM -O0-like codegen; no fast-math, so the arithmetic is the same). DYNAMICS_TEST_XLA_FAST=0: off.
-if os.environ.get("DYNAMICS_TEST_XLA_FAST", "1") != "0":
-    os.environ["XLA_FLAGS"] = " ".join(filter(None, [
-        os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
-        "--xla_llvm_disable_expensive_passes=true"]))
+# (jax_disable_most_optimizations: backend optimization level 0, no expensive LLVM passes; no fast-math,
+# so the arithmetic is the same). Set through the environment so that the command-line tests'
+# subprocesses get it too; a test that runs long simulations takes the fixture xla_optimized.
+# DYNAMICS_TEST_XLA_FAST=0: off.
+_XLA_FAST = os.environ.get("DYNAMICS_TEST_XLA_FAST", "1") != "0"
+if _XLA_FAST:
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+if _XLA_FAST:
+    jax.config.update("jax_disable_most_optimizations", True)
 
 # Many tests compile the same small programs (the same model and data shapes through fresh closures):
 # JAX's persistent compilation cache, shared by the xdist workers, compiles each once per session. It
@@ -27,6 +32,15 @@ if os.environ.get("DYNAMICS_TEST_COMPILE_CACHE", "1") != "0":
     jax.config.update("jax_compilation_cache_dir", _cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def xla_optimized():
+    """Compile this test's programs with XLA's usual CPU passes: a test that simulates millions of
+    path-steps spends more time running -O0 code than the passes cost (e.g. test_sde: ~3x faster)."""
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", _XLA_FAST)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ def _within(got, want, se, n_se=5.0):
     assert np.all(np.abs(got - want) <= n_se * se), (got, want, se)
 
 
+@pytest.mark.usefixtures("xla_optimized")  # 20M path-steps: -O0 code runs ~3x slower
 def test_sgd_sde_matches_ornstein_uhlenbeck(key):
     """Mean and variance at T = 2 vs the OU closed form; 20k paths, dt = 2e-3 (EM bias ≪ SE)."""
     with jax.enable_x64(True):
@@ -41,6 +42,7 @@ def test_sgd_sde_matches_ornstein_uhlenbeck(key):
         _within(x.var(0), var, var * math.sqrt(2 / n))
 
 
+@pytest.mark.usefixtures("xla_optimized")  # 30M path-steps: -O0 code runs ~3x slower
 def test_rmsprop_sde_frozen_u_matches_ou(key):
     """With u0 = diag Σ (constant Σ) u stays put and θ is OU with rate h/p, p = σ0√s + ε0."""
     with jax.enable_x64(True):
@@ -179,6 +181,7 @@ def test_minibatch_noise_matches_explicit_covariance(key):
             minibatch_noise(example_loss, data, batch, chunk_size=5)
 
 
+@pytest.mark.usefixtures("xla_optimized")  # 3M path-steps
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_adaptive_stationary_loss(key, name):
     """optax RMSprop (ε outside √) and Adam on a noise-dominated NQM: the loss floor is
@@ -259,6 +262,7 @@ def _coupled_ladder(key, name, ells, eta0, t_end, n):
     return out
 
 
+@pytest.mark.usefixtures("xla_optimized")  # 4000 paths on a fine grid
 @pytest.mark.parametrize("name,eta0", [("rmsprop", 0.5), ("adam", 0.25)])
 def test_adaptive_weak_error_shrinks_along_svag_ladder(key, name, eta0):
     """Discrete RMSprop/Adam → their SDEs as η → 0 with σ0, ε0, c1, c2 fixed (Malladi et al.).
