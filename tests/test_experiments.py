@@ -12,8 +12,11 @@ import pytest
 from dynamics.run import CONF_DIR, run
 
 # Families with their own reduced-size claim tests (tests/test_<family>*.py) smoke-test in `make test-all`.
+# eos_sgd: tests/test_eos_sgd.py; label_noise, margin: tests/test_implicit_bias_tasks.py (short runs of
+# the experiment that pass its claim); ntk_width: tests/test_ntk_tasks.py (the task writes its rows and figure).
 SLOW_SMOKE = {"central_flow", "central_flow_rmsprop", "ntk", "ntk_prompt", "sde_quadratic", "svag",
-              "sqrt_scaling", "label_noise_flow", "mirror_descent", "kernel_rich"}
+              "sqrt_scaling", "label_noise_flow", "mirror_descent", "kernel_rich", "eos_sgd", "label_noise",
+              "margin", "ntk_width"}
 EXPERIMENTS = [pytest.param(p.stem, marks=pytest.mark.slow) if p.stem in SLOW_SMOKE else p.stem
                for p in sorted((Path(CONF_DIR) / "exp").glob("*.yaml"))]
 SMOKE = ["train.steps=20", "data.n_train=64", "data.n_test=64", "claim.seeds=1"]
