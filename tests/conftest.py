@@ -84,7 +84,7 @@ def interrupt_at(monkeypatch):
     from dynamics.run import _on_sigterm
     from dynamics.tasks.base import Progress
 
-    handler = signal.getsignal(signal.SIGTERM)
+    handler, int_handler = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 
     def arm(step, sig=signal.SIGINT):
         original, armed = Progress.update, [True]
@@ -97,9 +97,14 @@ def interrupt_at(monkeypatch):
 
         monkeypatch.setattr(Progress, "update", update)
         signal.signal(signal.SIGTERM, _on_sigterm)  # as the command line installs it
+        # Python's own SIGINT handler, re-installed at the OS level: a C library may have set SIGINT to
+        # SIG_IGN underneath Python (getsignal still reports the Python handler), and then the signal is
+        # lost (seen: the SIGINT tests failed on xdist workers after some earlier tests, order-dependent)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     yield arm
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, int_handler)
 
 
 @pytest.fixture
