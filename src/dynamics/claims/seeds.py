@@ -79,9 +79,31 @@ def aggregate(entries: list[dict], *, min_pass_fraction: float = 0.8, rule: str 
     return RULES[rule](entries, min_pass_fraction)
 
 
+def _required(n: int, min_pass_fraction: float) -> int:
+    """Seeds that must pass (or, under the mean rule, be complete): ``ceil(min_pass_fraction · n)``, ≥ 1."""
+    return max(1, math.ceil(min_pass_fraction * n - 1e-9))
+
+
+def _record(entries: list[dict], outcomes: list[tuple[bool, list[str]]], dropped: dict | None = None) -> dict:
+    """What every rule reports besides its verdict: the seeds, each seed's own outcome (and why it was
+    dropped), the statuses and each check over the seeds."""
+    dropped = dropped or {}
+    statuses = [e.get("status", "missing") for e in entries]
+    return {
+        "seeds": [e.get("seed") for e in entries],
+        "n_passed": sum(ok for ok, _ in outcomes),
+        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "per_seed": [{"seed": e.get("seed"), "status": e.get("status", "missing"), "passed": ok,
+                      **({"failed": reasons} if reasons else {}),
+                      **({"dropped": dropped[e.get("seed")]} if e.get("seed") in dropped else {})}
+                     for e, (ok, reasons) in zip(entries, outcomes)],
+        "per_check": per_check_summary(entries),
+    }
+
+
 def _pass_fraction_rule(entries: list[dict], min_pass_fraction: float) -> dict:
     n = len(entries)
-    required = max(1, math.ceil(min_pass_fraction * n - 1e-9))
+    required = _required(n, min_pass_fraction)
     outcomes = [_outcome(e) for e in entries]
     n_passed = sum(ok for ok, _ in outcomes)
     passed = n > 0 and n_passed >= required
@@ -90,20 +112,9 @@ def _pass_fraction_rule(entries: list[dict], min_pass_fraction: float) -> dict:
         failed.append(f"{n_passed}/{n} seeds passed, {required} required" if n else "no seeds")
         failed += [f"seed {e.get('seed')}: {'; '.join(reasons)}"
                    for e, (ok, reasons) in zip(entries, outcomes) if not ok]
-    statuses = [e.get("status", "missing") for e in entries]
-    return {
-        "passed": passed,
-        "failed": failed,
-        "rule": f"at least {required} of {n} seeds pass (min_pass_fraction {min_pass_fraction:g})",
-        "seeds": [e.get("seed") for e in entries],
-        "n_passed": n_passed,
-        "n_required": required,
-        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
-        "per_seed": [{"seed": e.get("seed"), "status": e.get("status", "missing"), "passed": ok,
-                      **({"failed": reasons} if reasons else {})}
-                     for e, (ok, reasons) in zip(entries, outcomes)],
-        "per_check": per_check_summary(entries),
-    }
+    return {"passed": passed, "failed": failed,
+            "rule": f"at least {required} of {n} seeds pass (min_pass_fraction {min_pass_fraction:g})",
+            "n_required": required, **_record(entries, outcomes)}
 
 
 def _dropped(entry: dict) -> str | None:
@@ -140,7 +151,7 @@ def _mean_check(name: str, entries: list[dict]):
 
 def _mean_rule(entries: list[dict], min_pass_fraction: float) -> dict:
     n = len(entries)
-    allowed = n - max(1, math.ceil(min_pass_fraction * n - 1e-9)) if n else 0
+    allowed = n - _required(n, min_pass_fraction) if n else 0
     dropped = {e.get("seed"): why for e in entries if (why := _dropped(e)) is not None}
     complete = [e for e in entries if e.get("seed") not in dropped]
     names: list[str] = []
@@ -156,23 +167,15 @@ def _mean_rule(entries: list[dict], min_pass_fraction: float) -> dict:
         failed.append("no checks")
     failed += [c.describe() for c, _, _ in judged if not c.passed]
     failed += [f"seed {s}: {why}" for s, why in dropped.items()] if failed else []
-    statuses = [e.get("status", "missing") for e in entries]
     return {
         "passed": not failed,
         "failed": failed,
         "rule": f"every check's mean over the complete seeds meets its bound (held by se_units·SE where "
                 f"stated); at most {allowed} of {n} seeds dropped (min_pass_fraction {min_pass_fraction:g})",
-        "seeds": [e.get("seed") for e in entries],
         "complete_seeds": [e.get("seed") for e in complete],
         "dropped": dropped,
-        "n_passed": sum(_outcome(e)[0] for e in entries),
-        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
         "checks": {c.name: {**c.as_dict(), "mean": mean, "se": se} for c, mean, se in judged},
-        "per_seed": [{"seed": e.get("seed"), "status": e.get("status", "missing"), "passed": _outcome(e)[0],
-                      **({"failed": _outcome(e)[1]} if not _outcome(e)[0] else {}),
-                      **({"dropped": dropped[e.get("seed")]} if e.get("seed") in dropped else {})}
-                     for e in entries],
-        "per_check": per_check_summary(entries),
+        **_record(entries, [_outcome(e) for e in entries], dropped),
     }
 
 
