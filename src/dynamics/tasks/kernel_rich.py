@@ -130,20 +130,27 @@ def _l1_excess(x_l1, x_l2):
     return lambda x: (np.abs(np.asarray(x)).sum(axis=-1) - lo) / (hi - lo)
 
 
+_argmin_q_vmapped = jax.jit(jax.vmap(argmin_woodworth, in_axes=(None, None, 0)))  # one program per shape
+
+
+def _argmin_q(Z, y, alphas):
+    """argmin Q_α s.t. Zx = y and its residual for each α of ``alphas`` (numpy arrays)."""
+    Z = jnp.asarray(Z)
+    x, res = _argmin_q_vmapped(Z, jnp.asarray(y), jnp.asarray(alphas, Z.dtype))
+    return np.asarray(x), np.asarray(res)
+
+
 def _limit(Z, y, alpha_min: float):
     """argmin Q_α and its residual at α = alpha_min·10⁻ʲ, j = 1 … LIMIT_DECADES (the oracle only)."""
     lim = alpha_min * 10.0 ** -np.arange(1, LIMIT_DECADES + 1)
-    x, res = jax.jit(jax.vmap(argmin_woodworth, in_axes=(None, None, 0)))(
-        jnp.asarray(Z), jnp.asarray(y), jnp.asarray(lim, jnp.asarray(Z).dtype))
-    return lim, np.asarray(x), np.asarray(res)
+    return (lim, *_argmin_q(Z, y, lim))
 
 
 def _plot(run, Z, y, w_star, x_gd, x_q, x_l1, x_l2, alphas, title):
     plt, path = figure(run.figures, "kernel_rich.png")
     nrm = np.linalg.norm(w_star)
     grid = np.logspace(np.log10(min(alphas)) - 1, np.log10(max(alphas)) + 0.5, 25)
-    x_grid = jax.jit(jax.vmap(argmin_woodworth, in_axes=(None, None, 0)))(
-        jnp.asarray(Z), jnp.asarray(y), jnp.asarray(grid, jnp.asarray(Z).dtype))[0]
+    x_grid = _argmin_q(Z, y, grid)[0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].plot(grid, np.linalg.norm(np.asarray(x_grid) - w_star, axis=1) / nrm, "-", color="C0",
                  label="argmin Q_α (Woodworth potential)")
