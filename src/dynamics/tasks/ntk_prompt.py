@@ -16,8 +16,8 @@ pre-trained θ₀ (the eNTK solution's accuracy is close to FT's, and FT stays n
    ``ntk.prompt.reported`` ∋ ``head``) and ``control`` (the prompt on the control MLM).
 3. Each variant is fine-tuned on each k-shot set with full-batch **GD** (softmax cross-entropy) for
    ``train.steps`` steps (a fixed budget, as the paper's fixed number of FT steps), and, with
-   ``ntk.prompt.reported`` ∋ ``adam``, the prompt and head also with **Adam** (``ntk.prompt.adam_lr``). GD's step is ``ntk.prompt.relative_lr · N /
-   λ_max(K₀)`` (each variant's own kernel scale), or ``optimizer.lr`` with ``relative_lr=null``. Kernel
+   ``ntk.prompt.reported`` ∋ ``adam``, the prompt and head also with **Adam** (``ntk.prompt.adam_lr``).
+   GD's step is ``ntk.prompt.relative_lr · N / λ_max(K₀)`` (each variant's own kernel scale), or ``optimizer.lr`` with ``relative_lr=null``. Kernel
    solutions at θ₀ (``ntk_prompt_kernels``): GD ↔ kernel GD with the eNTK for the same steps, rate and
    loss; Adam ↔ A-SignGD kernel regression around f₀ (reported, not judged).
 
@@ -275,7 +275,8 @@ def run_ntk_prompt(cfg: Config, run: RunDir) -> dict:
         "status": "finished",
         "hparams": {"lr": cfg.optimizer.lr, "relative_lr": n.relative_lr,
                     "control_template_fraction": n.control_template_fraction,
-                    "adam_lr": n.adam_lr, "reported": list(n.reported), "seed": cfg.seed, "shots": list(n.shots), "max_steps": cfg.train.steps,
+                    "adam_lr": n.adam_lr, "reported": list(n.reported), "seed": cfg.seed, "shots": list(n.shots),
+                    "max_steps": cfg.train.steps,
                     "loss": cfg.train.loss, "pretrain_steps": n.pretrain_steps, "pretrain_lr": n.pretrain_lr,
                     "corpus_size": n.corpus_size, "template_fraction": n.template_fraction,
                     "encoder": {"hidden": config.hidden, "layers": config.layers, "heads": config.heads,
