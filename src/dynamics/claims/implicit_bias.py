@@ -122,9 +122,9 @@ def kernel_rich(columns, context, max_gap: float = 1e-2, max_residual: float = 1
     ‖x_ℓ1‖₁)/(‖x_ℓ2‖₁ − ‖x_ℓ1‖₁): GD at α = ``rich_alpha`` has removed more than half of min-ℓ2's excess (<
     ``max_rich_l1_excess``), and argmin Q_α below the grid approaches min-ℓ1 (l1_excess at the smallest limit
     α < ``max_limit_l1_excess``, residual ≤ ``max_residual``): the α → 0 limit. Kernel side: α = ``l2_alpha``
-    is within ``l2_tol`` of the min-ℓ2 interpolant's rel err. The grid must hold rich_alpha, l2_alpha and an α strictly between them, and fails
-    (missing) without them. Whether min-ℓ1 recovers w* (``l1_rel_err``) is reported, not judged: every rich
-    check is against x_ℓ1. One seed per run."""
+    is within ``l2_tol`` of the min-ℓ2 interpolant's rel err. The grid must hold rich_alpha, l2_alpha and an
+    α strictly between them, and fails (missing) without them. Whether min-ℓ1 recovers w* (``l1_rel_err``)
+    is reported, not judged: every rich check is against x_ℓ1. One seed per run."""
     del columns
     alphas, gd = list(context["alphas"]), context["gd_rel_err"]
     checks = []
