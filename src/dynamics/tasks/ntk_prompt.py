@@ -18,8 +18,9 @@ pre-trained θ₀ (the eNTK solution's accuracy is close to FT's, and FT stays n
    ``train.steps`` steps (a fixed budget, as the paper's fixed number of FT steps), and, with
    ``ntk.prompt.reported`` ∋ ``adam``, the prompt and head also with **Adam** (``ntk.prompt.adam_lr``).
    GD's step is ``ntk.prompt.relative_lr · N / λ_max(K₀)`` (each variant's own kernel scale), or
-   ``optimizer.lr`` with ``relative_lr=null``. Kernel solutions at θ₀ (``ntk_prompt_kernels``): GD ↔ kernel GD with the eNTK for the same steps, rate and
-   loss; Adam ↔ A-SignGD kernel regression around f₀ (reported, not judged).
+   ``optimizer.lr`` with ``relative_lr=null``. Kernel solutions at θ₀ (``ntk_prompt_kernels``): GD ↔
+   kernel GD with the eNTK for the same steps, rate and loss; Adam ↔ A-SignGD kernel regression around
+   f₀ (reported, not judged).
 
 Reported per (k, variant, optimizer), on the test set unless noted: FT and kernel accuracy,
 ``accuracy_gap`` (FT − kernel), ``agreement``, ``function_gap`` ‖f_FT − f_kernel‖/‖f_FT − f₀‖,
